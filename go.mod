@@ -1,0 +1,3 @@
+module github.com/sockhop/sockhop-go
+
+go 1.26

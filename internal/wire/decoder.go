@@ -1,0 +1,228 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+)
+
+// Default limits (shared/RELIABILITY.md).
+const (
+	DefaultMaxMessage = 4 << 20
+	// ownedFrameMin is the frame size from which a frame gets a buffer of
+	// its own, read into directly: the payload is then handed to the caller
+	// without another copy and the shared read buffer stays small.
+	ownedFrameMin = 64 << 10
+	readMin       = 4 << 10
+	readMax       = 64 << 10
+)
+
+// Decoder reads Sockhop messages from a byte stream. It starts in JSON mode
+// and switches to binary frames at the first byte after a
+// SockhopBinaryModeTransition line (PROTOCOL.md 5.5), even when that byte
+// arrived in the same read as the line.
+//
+// Every length is checked against the limit before anything is buffered for
+// it: a frame header announcing more than the limit, or a line growing past
+// it without a terminator, ends the stream with a *SizeError after at most
+// limit + one read of buffering.
+//
+// A Decoder is not safe for concurrent use.
+type Decoder struct {
+	r      io.Reader
+	term   []byte
+	limit  int
+	binary bool
+
+	buf        []byte
+	start, end int // pending bytes are buf[start:end]
+	scanned    int // JSON mode: pending bytes already searched for term
+	want       int // binary mode: size of the frame being waited for
+	names      nameCache
+	err        error // sticky: the stream is finished
+}
+
+// NewDecoder returns a Decoder reading from r, splitting JSON lines on term
+// (nil means "\n") and refusing messages over limit bytes (0 means
+// DefaultMaxMessage).
+func NewDecoder(r io.Reader, term []byte, limit int) *Decoder {
+	if len(term) == 0 {
+		term = []byte{'\n'}
+	}
+	if limit <= 0 {
+		limit = DefaultMaxMessage
+	}
+	return &Decoder{r: r, term: term, limit: limit}
+}
+
+// SetLimit changes the message size limit for messages not yet started.
+func (d *Decoder) SetLimit(n int) {
+	if n <= 0 {
+		n = DefaultMaxMessage
+	}
+	d.limit = n
+}
+
+// Limit returns the current message size limit.
+func (d *Decoder) Limit() int { return d.limit }
+
+// Binary reports whether the stream has switched to binary frames.
+func (d *Decoder) Binary() bool { return d.binary }
+
+// Buffered returns how many bytes are held waiting for the rest of a message.
+func (d *Decoder) Buffered() int { return d.end - d.start }
+
+// Next returns the next message. A *DecodeError concerns one message only:
+// it was skipped and the stream is still in sync, so Next may be called
+// again. Any other error (a *SizeError, the reader's error, io.EOF at a
+// message boundary, io.ErrUnexpectedEOF inside one) ends the stream and is
+// returned again by later calls.
+//
+// The returned message's slices alias the Decoder's buffer unless m.Owned is
+// set; they are valid until the next call.
+func (d *Decoder) Next() (Message, error) {
+	for {
+		if d.binary {
+			if m, ok, err := d.nextFrame(); ok || err != nil {
+				return m, err
+			}
+		} else if m, ok, err := d.nextLine(); ok || err != nil {
+			return m, err
+		}
+		if d.err != nil {
+			if errors.Is(d.err, io.EOF) && d.end > d.start {
+				return Message{}, io.ErrUnexpectedEOF
+			}
+			return Message{}, d.err
+		}
+		d.fill(d.want)
+	}
+}
+
+// nextLine returns a complete line's message if one is buffered.
+func (d *Decoder) nextLine() (Message, bool, error) {
+	pending := d.buf[d.start:d.end]
+	from := d.scanned - len(d.term) + 1
+	if from < 0 {
+		from = 0
+	}
+	i := bytes.Index(pending[from:], d.term)
+	if i < 0 {
+		d.scanned = len(pending)
+		if len(pending) >= d.limit+len(d.term) {
+			return Message{}, false, d.fail(&SizeError{Size: int64(len(pending)), AtLeast: true, Limit: d.limit})
+		}
+		return Message{}, false, nil
+	}
+	i += from
+	line := pending[:i]
+	d.start += i + len(d.term)
+	d.scanned = 0
+	if len(line) > d.limit {
+		return Message{}, false, d.fail(&SizeError{Size: int64(len(line)), Limit: d.limit})
+	}
+	m, err := parseLine(line)
+	if err == nil && m.HasType && m.Type == TypeTransition {
+		d.binary = true
+	}
+	return m, true, err
+}
+
+// nextFrame returns a complete frame's message if one is buffered, reading a
+// large frame straight into a buffer of its own.
+func (d *Decoder) nextFrame() (Message, bool, error) {
+	pending := d.buf[d.start:d.end]
+	d.want = 0
+	if len(pending) < frameHeaderLen {
+		return Message{}, false, nil
+	}
+	size := binary.LittleEndian.Uint32(pending)
+	if uint64(size) > uint64(d.limit) {
+		return Message{}, false, d.fail(&SizeError{Size: int64(size), Limit: d.limit, Binary: true})
+	}
+	need := frameHeaderLen + int(size)
+	if len(pending) < need {
+		if need < ownedFrameMin {
+			d.want = need
+			return Message{}, false, nil
+		}
+		return d.readOwnedFrame(need)
+	}
+	d.start += need
+	m, err := parsePayload(pending[4], pending[frameHeaderLen:need], &d.names)
+	return m, true, err
+}
+
+// readOwnedFrame reads the rest of a large frame into a new buffer of
+// exactly its size, so its bytes are copied from the kernel once and the
+// payload can be handed on without another copy.
+func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
+	frame := make([]byte, need)
+	have := copy(frame, d.buf[d.start:d.end])
+	d.start, d.end, d.scanned = 0, 0, 0
+	for have < need {
+		n, err := d.r.Read(frame[have:])
+		have += n
+		if err != nil && have < need {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return Message{}, false, d.fail(err)
+		}
+	}
+	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names)
+	m.Owned = true
+	return m, true, err
+}
+
+func (d *Decoder) fail(err error) error {
+	d.err = err
+	return err
+}
+
+// fill reads once from the reader into the buffer, compacting or growing it
+// first when less than readMin bytes are free.
+func (d *Decoder) fill(need int) {
+	pending := d.end - d.start
+	if pending == 0 {
+		d.start, d.end = 0, 0
+	}
+	if cap(d.buf)-d.end < readMin || cap(d.buf)-d.start < need {
+		want := pending + readMin
+		if want < need {
+			want = need
+		}
+		if want <= cap(d.buf) && d.start > 0 {
+			copy(d.buf[:cap(d.buf)], d.buf[d.start:d.end])
+		} else {
+			newCap := 2 * cap(d.buf)
+			if newCap < want {
+				newCap = want
+			}
+			if !d.binary {
+				// A line never needs more than limit + terminator + one read.
+				if max := d.limit + len(d.term) + readMax; newCap > max && want <= max {
+					newCap = max
+				}
+			} else if newCap > ownedFrameMin+readMax && want <= ownedFrameMin+readMax {
+				newCap = ownedFrameMin + readMax
+			}
+			nb := make([]byte, newCap)
+			copy(nb, d.buf[d.start:d.end])
+			d.buf = nb
+		}
+		d.buf = d.buf[:cap(d.buf)]
+		d.start, d.end = 0, pending
+	}
+	d.buf = d.buf[:cap(d.buf)]
+	n, err := d.r.Read(d.buf[d.end:])
+	d.end += n
+	if err != nil {
+		d.err = err
+	}
+}
+
+// SwitchToBinary puts the stream in binary mode without a transition line:
+// for tools and tests that start reading in the middle of a binary stream.
+func (d *Decoder) SwitchToBinary() { d.binary = true }

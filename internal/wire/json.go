@@ -1,0 +1,354 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sync"
+	"unicode/utf8"
+)
+
+// Marshal returns the JSON text of v as JavaScript's JSON.stringify would
+// write it (PROTOCOL.md 3.3): no whitespace, no HTML escaping, U+2028 and
+// U+2029 raw, -0 as 0, and a top-level NaN or infinity as null. Go maps are
+// written with sorted keys; use a struct or a json.Marshaler where key order
+// matters.
+func Marshal(v any) ([]byte, error) {
+	return AppendMarshal(nil, v)
+}
+
+// encState is a pooled encoder: json.Encoder is the only stdlib way to turn
+// HTML escaping off, and reusing it keeps Marshal at one allocation.
+type encState struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encPool = sync.Pool{New: func() any {
+	s := new(encState)
+	s.enc = json.NewEncoder(&s.buf)
+	s.enc.SetEscapeHTML(false)
+	return s
+}}
+
+// AppendMarshal appends the JSON text of v (see Marshal) to dst.
+func AppendMarshal(dst []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case json.RawMessage:
+		if !json.Valid(x) {
+			return dst, errors.New("sockhop: json.RawMessage data is not valid JSON")
+		}
+		return append(dst, x...), nil
+	case string:
+		return AppendString(dst, x), nil
+	case bool:
+		if x {
+			return append(dst, "true"...), nil
+		}
+		return append(dst, "false"...), nil
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return append(dst, "null"...), nil
+		}
+	case float32:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return append(dst, "null"...), nil
+		}
+	}
+	s := encPool.Get().(*encState)
+	defer encPool.Put(s)
+	s.buf.Reset()
+	if err := s.enc.Encode(v); err != nil {
+		var uve *json.UnsupportedValueError
+		if errors.As(err, &uve) {
+			return dst, fmt.Errorf("sockhop: cannot encode %s as JSON (JSON.stringify would write null; use a pointer or a json.Marshaler): %w", uve.Str, err)
+		}
+		return dst, fmt.Errorf("sockhop: cannot encode %T as JSON: %w", v, err)
+	}
+	out := s.buf.Bytes()
+	out = out[:len(out)-1] // Encoder adds a newline
+	dst = appendStringified(dst, out)
+	if s.buf.Cap() > 64<<10 {
+		// Do not keep a huge buffer alive in the pool.
+		s.buf = bytes.Buffer{}
+	}
+	return dst, nil
+}
+
+// appendStringified appends encoding/json output to dst, rewriting the two
+// things it still writes differently from JSON.stringify once HTML escaping
+// is off: the escapes \u2028 and \u2029 (JS writes those characters raw) and
+// the number -0 (JS writes 0).
+func appendStringified(dst, out []byte) []byte {
+	if !bytes.Contains(out, []byte(`\u202`)) && !bytes.Contains(out, []byte("-0")) {
+		return append(dst, out...)
+	}
+	inString := false
+	start := 0
+	for i := 0; i < len(out); i++ {
+		c := out[i]
+		if inString {
+			switch c {
+			case '"':
+				inString = false
+			case '\\':
+				if i+5 < len(out) && out[i+1] == 'u' && string(out[i+2:i+5]) == "202" && (out[i+5] == '8' || out[i+5] == '9') {
+					dst = append(dst, out[start:i]...)
+					dst = utf8.AppendRune(dst, rune(0x2020+int(out[i+5]-'0')))
+					start = i + 6
+				}
+				i++ // skip the escaped character
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '-':
+			if i+1 < len(out) && out[i+1] == '0' && (i+2 == len(out) || isDelim(out[i+2])) {
+				dst = append(dst, out[start:i]...)
+				start = i + 1 // drop the sign
+			}
+		}
+	}
+	return append(dst, out[start:]...)
+}
+
+func isDelim(c byte) bool { return c == ',' || c == ']' || c == '}' }
+
+// AppendString appends s as a JSON string the way JSON.stringify writes it:
+// only '"', '\\' and control characters are escaped (\b \f \n \r \t short,
+// the rest \u00xx); everything else is raw UTF-8. Invalid UTF-8 is written as
+// U+FFFD, as a Node peer decoding those bytes would see it.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"':
+				dst = append(dst, '\\', '"')
+			case '\\':
+				dst = append(dst, '\\', '\\')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				const hex = "0123456789abcdef"
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, "\uFFFD"...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// AppendJSONLine appends m as one JSON-mode line: the envelope of PROTOCOL.md
+// 3.2 with its keys in the reference's order, then term. Bytes are written as
+// base64 with type "Buffer" semantics (3.4); the caller decides whether a
+// typed buffer may be sent at all (it may not, in JSON mode).
+func AppendJSONLine(dst []byte, m *Message, term []byte) []byte {
+	dst = append(dst, `{"type":`...)
+	dst = AppendString(dst, m.Type)
+	if m.Bytes {
+		dst = append(dst, `,"data":"`...)
+		n := base64.StdEncoding.EncodedLen(len(m.Data))
+		dst = grow(dst, n)
+		base64.StdEncoding.Encode(dst[len(dst):len(dst)+n], m.Data)
+		dst = dst[:len(dst)+n]
+		dst = append(dst, '"')
+	} else if m.Data != nil {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, m.Data...)
+	}
+	switch m.Kind {
+	case Request:
+		dst = append(dst, `,"id":`...)
+		dst = appendID(dst, m)
+	case Response:
+		dst = append(dst, `,"callback_id":`...)
+		dst = appendID(dst, m)
+	}
+	dst = append(dst, '}')
+	return append(dst, term...)
+}
+
+func appendID(dst []byte, m *Message) []byte {
+	if m.RawID != nil {
+		return append(dst, m.RawID...)
+	}
+	return AppendString(dst, m.ID)
+}
+
+// grow makes room for n more bytes without changing len(dst).
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	return append(dst[:cap(dst)], make([]byte, len(dst)+n-cap(dst))...)[:len(dst)]
+}
+
+// envelope is what a JSON line is parsed into: the values are kept raw so the
+// application decodes data only when it wants to.
+type envelope struct {
+	Type       json.RawMessage `json:"type"`
+	Data       json.RawMessage `json:"data"`
+	ID         json.RawMessage `json:"id"`
+	CallbackID json.RawMessage `json:"callback_id"`
+}
+
+var envelopeType = reflect.TypeFor[envelope]()
+
+// parseLine classifies one JSON line as PROTOCOL.md 3.5 describes, without
+// the reference's crashes: a line that is valid JSON but not an envelope
+// (null, a number, an object without a string type) becomes a message with
+// HasType false and the whole line as Data.
+func parseLine(line []byte) (Message, error) {
+	var m Message
+	trimmed := bytes.TrimSpace(line)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		if !json.Valid(trimmed) {
+			return m, &DecodeError{Code: CodeBadBufferData, Msg: lineErrMsg(line)}
+		}
+		m.Data = trimmed
+		return m, nil
+	}
+	var env envelope
+	if err := json.Unmarshal(trimmed, &env); err != nil {
+		return m, &DecodeError{Code: CodeBadBufferData, Msg: lineErrMsg(line)}
+	}
+	if len(env.Type) == 0 || env.Type[0] != '"' {
+		m.Data = trimmed
+		return m, nil
+	}
+	if err := json.Unmarshal(env.Type, &m.Type); err != nil {
+		return m, &DecodeError{Code: CodeBadBufferData, Msg: "type is not a valid JSON string"}
+	}
+	m.HasType = true
+	if env.Data != nil {
+		m.Data = env.Data
+	}
+	if m.Type == TypeBuffer && len(m.Data) > 0 && m.Data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(m.Data, &s); err == nil {
+			m.Data = decodeBase64Lenient(s)
+			m.Bytes = true
+			m.Owned = true
+		}
+	}
+	if id, raw, ok := truthyID(env.CallbackID); ok {
+		m.Kind, m.ID, m.RawID = Response, id, raw
+	} else if id, raw, ok := truthyID(env.ID); ok {
+		m.Kind, m.ID, m.RawID = Request, id, raw
+	}
+	return m, nil
+}
+
+func lineErrMsg(line []byte) string {
+	const show = 64
+	if len(line) > show {
+		return fmt.Sprintf("JSON line of %d bytes does not parse (starts %q)", len(line), line[:show])
+	}
+	return fmt.Sprintf("JSON line does not parse: %q", line)
+}
+
+// truthyID applies JavaScript truthiness to an id value (3.5): "", 0, false
+// and null mean "no id".
+func truthyID(raw json.RawMessage) (id string, rawOut []byte, ok bool) {
+	if len(raw) == 0 {
+		return "", nil, false
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil || s == "" {
+			return "", nil, false
+		}
+		return s, nil, true
+	case 'n', 'f':
+		return "", nil, false
+	case 't', '{', '[':
+		return string(raw), raw, true
+	default:
+		var f float64
+		if json.Unmarshal(raw, &f) != nil || f == 0 {
+			return "", nil, false
+		}
+		return string(raw), raw, true
+	}
+}
+
+// decodeBase64Lenient decodes base64 the way Node's Buffer.from(s, "base64")
+// does: characters outside the alphabet are skipped, the URL-safe alphabet
+// is accepted, padding is optional, and it never fails (3.4).
+func decodeBase64Lenient(s string) []byte {
+	out := make([]byte, 0, len(s)*3/4+3)
+	var acc uint32
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		var v byte
+		switch {
+		case c >= 'A' && c <= 'Z':
+			v = c - 'A'
+		case c >= 'a' && c <= 'z':
+			v = c - 'a' + 26
+		case c >= '0' && c <= '9':
+			v = c - '0' + 52
+		case c == '+' || c == '-':
+			v = 62
+		case c == '/' || c == '_':
+			v = 63
+		case c == '=':
+			// Node stops at the first padding character.
+			i = len(s)
+			continue
+		default:
+			continue
+		}
+		acc = acc<<6 | uint32(v)
+		n++
+		if n == 4 {
+			out = append(out, byte(acc>>16), byte(acc>>8), byte(acc))
+			acc, n = 0, 0
+		}
+	}
+	switch n {
+	case 2:
+		out = append(out, byte(acc>>4))
+	case 3:
+		out = append(out, byte(acc>>10), byte(acc>>2))
+	}
+	return out
+}
