@@ -74,6 +74,9 @@ function guard(cmd, fn) {
 // ---- the peer ---------------------------------------------------------------
 let connecting = !isServer; // client connect errors are reported once, at the end of the retry loop
 let listening = false;
+// Commands wait until we are listening/connected, so a test may write them early.
+let setReady;
+const ready = new Promise((r) => (setReady = r));
 const peer = isServer ? new sockhop.server(opts) : new sockhop.client(opts);
 
 // Always listen for 'error': without a listener a bad line kills the process.
@@ -103,6 +106,7 @@ if (isServer) {
     peer.listen().then(() => {
         listening = true;
         out({ event: "listening" });
+        setReady();
     });
 } else {
     // The Go server may not be listening yet: retry refused connects for 5 s.
@@ -112,7 +116,8 @@ if (isServer) {
             try {
                 await peer.connect();
                 connecting = false;
-                return out({ event: "connected" });
+                out({ event: "connected" });
+                return setReady();
             } catch (e) {
                 if (Date.now() >= deadline) {
                     out({ event: "error", ...errFields(e) });
@@ -159,10 +164,13 @@ readline.createInterface({ input: process.stdin })
         let cmd;
         try {
             cmd = JSON.parse(line);
+            if (!cmd || typeof cmd !== "object") throw new Error("not an object");
         } catch (e) {
             return out({ event: "cmd_error", message: "bad command line: " + e.message });
         }
-        run(cmd);
+        // In arrival order; a broken command must not look like a library crash.
+        ready.then(() => run(cmd))
+            .catch((e) => out({ event: "cmd_error", cmd: cmd.cmd, ...errFields(e) }));
     })
     // stdin closed (e.g. the Go test died): never linger.
     .on("close", () => shutdown(0));
