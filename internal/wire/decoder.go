@@ -16,6 +16,9 @@ const (
 	ownedFrameMin = 64 << 10
 	readMin       = 4 << 10
 	readMax       = 64 << 10
+	// maxEmptyReads consecutive (0, nil) reads end the stream with
+	// io.ErrNoProgress instead of spinning, as bufio.Reader does.
+	maxEmptyReads = 100
 )
 
 // Decoder reads Sockhop messages from a byte stream. It starts in JSON mode
@@ -40,6 +43,7 @@ type Decoder struct {
 	scanned    int // JSON mode: pending bytes already searched for term
 	want       int // binary mode: size of the frame being waited for
 	names      nameCache
+	empty      int   // consecutive reads that returned no bytes and no error
 	err        error // sticky: the stream is finished
 }
 
@@ -122,7 +126,7 @@ func (d *Decoder) nextLine() (Message, bool, error) {
 	if len(line) > d.limit {
 		return Message{}, false, d.fail(&SizeError{Size: int64(len(line)), Limit: d.limit})
 	}
-	m, err := parseLine(line)
+	m, err := parseLine(line, &d.names)
 	if err == nil && m.HasType && m.Type == TypeTransition {
 		d.binary = true
 	}
@@ -161,14 +165,24 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 	frame := make([]byte, need)
 	have := copy(frame, d.buf[d.start:d.end])
 	d.start, d.end, d.scanned = 0, 0, 0
-	for have < need {
+	for empty := 0; have < need; {
 		n, err := d.r.Read(frame[have:])
 		have += n
-		if err != nil && have < need {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+		if err != nil {
+			if have < need {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return Message{}, false, d.fail(err)
 			}
-			return Message{}, false, d.fail(err)
+			// The frame is complete; the error (often io.EOF delivered
+			// with the last bytes) ends the stream after it.
+			d.err = err
+		}
+		if n > 0 {
+			empty = 0
+		} else if empty++; empty >= maxEmptyReads {
+			return Message{}, false, d.fail(io.ErrNoProgress)
 		}
 	}
 	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names)
@@ -220,6 +234,11 @@ func (d *Decoder) fill(need int) {
 	d.end += n
 	if err != nil {
 		d.err = err
+	}
+	if n > 0 {
+		d.empty = 0
+	} else if d.empty++; d.empty >= maxEmptyReads && d.err == nil {
+		d.err = io.ErrNoProgress
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -19,6 +18,9 @@ func FrameID(m *Message) byte {
 
 // CheckFrame reports why m cannot be put in a binary frame, or nil.
 func CheckFrame(m *Message) error {
+	if m.Kind > Response {
+		return &EncodeError{Msg: fmt.Sprintf("message kind %d is not plain, request or response", m.Kind)}
+	}
 	if len(m.Type) > MaxTypeLen {
 		return &EncodeError{Msg: fmt.Sprintf("type name of %d bytes is longer than the %d bytes a binary frame allows", len(m.Type), MaxTypeLen)}
 	}
@@ -33,7 +35,7 @@ func CheckFrame(m *Message) error {
 	if !m.Bytes && m.Data == nil {
 		return &EncodeError{Msg: "data has no JSON form"}
 	}
-	if int64(frameHeaderLen+1+4+len(m.Type)+len(m.Data)+CallbackIDLen) > maxPayload {
+	if int64(FrameSize(m)-frameHeaderLen) > maxPayload {
 		return &EncodeError{Msg: fmt.Sprintf("data of %d bytes does not fit a 4 GiB frame", len(m.Data))}
 	}
 	return nil
@@ -112,7 +114,9 @@ func parsePayload(id byte, p []byte, names *nameCache) (Message, error) {
 	if utf8.Valid(typ) {
 		m.Type = names.get(typ)
 	} else {
-		m.Type = strings.ToValidUTF8(string(typ), "\uFFFD")
+		// One U+FFFD per invalid byte, as Node's UTF-8 decoding gives for
+		// the usual cases (strings.ToValidUTF8 would merge a run into one).
+		m.Type = string([]rune(string(typ)))
 	}
 	m.HasType = true
 	off := 1 + tl

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
+	"strconv"
 	"sync"
 	"unicode/utf8"
 )
@@ -44,7 +44,11 @@ func AppendMarshal(dst []byte, v any) ([]byte, error) {
 		if !json.Valid(x) {
 			return dst, errors.New("sockhop: json.RawMessage data is not valid JSON")
 		}
-		return append(dst, x...), nil
+		if !needsRewrite(x) {
+			return append(dst, x...), nil
+		}
+		// Whitespace (a raw newline would end a JSON line early), U+2028
+		// escapes and -0 are rewritten below, as for any other value.
 	case string:
 		return AppendString(dst, x), nil
 	case bool:
@@ -79,6 +83,17 @@ func AppendMarshal(dst []byte, v any) ([]byte, error) {
 		s.buf = bytes.Buffer{}
 	}
 	return dst, nil
+}
+
+// needsRewrite reports whether JSON text b contains whitespace, an escaped
+// U+2028/U+2029 or a -0, which JSON.stringify would write differently.
+func needsRewrite(b []byte) bool {
+	for _, c := range b {
+		if isJSONSpace(c) {
+			return true
+		}
+	}
+	return bytes.Contains(b, []byte(`\u202`)) || bytes.Contains(b, []byte("-0"))
 }
 
 // appendStringified appends encoding/json output to dst, rewriting the two
@@ -190,7 +205,7 @@ func AppendJSONLine(dst []byte, m *Message, term []byte) []byte {
 		dst = append(dst, '"')
 	} else if m.Data != nil {
 		dst = append(dst, `,"data":`...)
-		dst = append(dst, m.Data...)
+		dst = appendCompactData(dst, m.Data)
 	}
 	switch m.Kind {
 	case Request:
@@ -202,6 +217,22 @@ func AppendJSONLine(dst []byte, m *Message, term []byte) []byte {
 	}
 	dst = append(dst, '}')
 	return append(dst, term...)
+}
+
+// appendCompactData appends JSON text, dropping whitespace when it contains a
+// raw CR, LF or tab: those bytes can only be whitespace in valid JSON, and a
+// raw newline would cut the line in two at a "\n" terminator (JSON.stringify
+// never writes any). Data that is not valid JSON is the caller's problem and
+// is written as is.
+func appendCompactData(dst, data []byte) []byte {
+	if bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 && bytes.IndexByte(data, '\t') < 0 {
+		return append(dst, data...)
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, data) != nil {
+		return append(dst, data...)
+	}
+	return append(dst, b.Bytes()...)
 }
 
 func appendID(dst []byte, m *Message) []byte {
@@ -219,46 +250,44 @@ func grow(dst []byte, n int) []byte {
 	return append(dst[:cap(dst)], make([]byte, len(dst)+n-cap(dst))...)[:len(dst)]
 }
 
-// envelope is what a JSON line is parsed into: the values are kept raw so the
-// application decodes data only when it wants to.
-type envelope struct {
-	Type       json.RawMessage `json:"type"`
-	Data       json.RawMessage `json:"data"`
-	ID         json.RawMessage `json:"id"`
-	CallbackID json.RawMessage `json:"callback_id"`
-}
-
-var envelopeType = reflect.TypeFor[envelope]()
-
 // parseLine classifies one JSON line as PROTOCOL.md 3.5 describes, without
 // the reference's crashes: a line that is valid JSON but not an envelope
 // (null, a number, an object without a string type) becomes a message with
 // HasType false and the whole line as Data.
-func parseLine(line []byte) (Message, error) {
+//
+// Keys are matched exactly, as JavaScript property access does (encoding/json
+// would also accept "TYPE" or "Id"), and a repeated key counts with its last
+// value, as JSON.parse keeps it. Returned slices alias line.
+func parseLine(line []byte, names *nameCache) (Message, error) {
 	var m Message
-	trimmed := bytes.TrimSpace(line)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		if !json.Valid(trimmed) {
-			return m, &DecodeError{Code: CodeBadBufferData, Msg: lineErrMsg(line)}
-		}
-		m.Data = trimmed
-		return m, nil
-	}
-	var env envelope
-	if err := json.Unmarshal(trimmed, &env); err != nil {
+	trimmed := trimJSONSpace(line)
+	if !json.Valid(trimmed) {
 		return m, &DecodeError{Code: CodeBadBufferData, Msg: lineErrMsg(line)}
 	}
-	if len(env.Type) == 0 || env.Type[0] != '"' {
+	if trimmed[0] != '{' {
 		m.Data = trimmed
 		return m, nil
 	}
-	if err := json.Unmarshal(env.Type, &m.Type); err != nil {
-		return m, &DecodeError{Code: CodeBadBufferData, Msg: "type is not a valid JSON string"}
+	var typ, data, rawID, rawCallbackID []byte
+	scanObject(trimmed, func(key, val []byte) {
+		switch unquoteKey(key) {
+		case "type":
+			typ = val
+		case "data":
+			data = val
+		case "id":
+			rawID = val
+		case "callback_id":
+			rawCallbackID = val
+		}
+	})
+	if len(typ) == 0 || typ[0] != '"' {
+		m.Data = trimmed
+		return m, nil
 	}
+	m.Type = unquoteName(typ, names)
 	m.HasType = true
-	if env.Data != nil {
-		m.Data = env.Data
-	}
+	m.Data = data
 	if m.Type == TypeBuffer && len(m.Data) > 0 && m.Data[0] == '"' {
 		var s string
 		if err := json.Unmarshal(m.Data, &s); err == nil {
@@ -267,12 +296,118 @@ func parseLine(line []byte) (Message, error) {
 			m.Owned = true
 		}
 	}
-	if id, raw, ok := truthyID(env.CallbackID); ok {
+	if id, raw, ok := truthyID(rawCallbackID); ok {
 		m.Kind, m.ID, m.RawID = Response, id, raw
-	} else if id, raw, ok := truthyID(env.ID); ok {
+	} else if id, raw, ok := truthyID(rawID); ok {
 		m.Kind, m.ID, m.RawID = Request, id, raw
 	}
 	return m, nil
+}
+
+// isJSONSpace reports whether c is one of the four whitespace bytes JSON
+// allows between tokens (bytes.TrimSpace would also strip \v, \f, U+0085
+// and U+00A0, which JSON.parse refuses).
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func trimJSONSpace(b []byte) []byte {
+	for len(b) > 0 && isJSONSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isJSONSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && isJSONSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// scanObject calls f with the raw key (quotes included) and raw value of
+// each member of obj, which must be a valid JSON object without surrounding
+// whitespace.
+func scanObject(obj []byte, f func(key, val []byte)) {
+	i := skipJSONSpace(obj, 1)
+	for i < len(obj) && obj[i] == '"' {
+		kEnd := i + stringEnd(obj[i:])
+		key := obj[i:kEnd]
+		i = skipJSONSpace(obj, kEnd) + 1 // the colon
+		i = skipJSONSpace(obj, i)
+		vEnd := i + valueEnd(obj[i:])
+		f(key, obj[i:vEnd:vEnd])
+		i = skipJSONSpace(obj, vEnd)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipJSONSpace(obj, i+1)
+		}
+	}
+}
+
+// stringEnd returns the length of the JSON string at the start of b.
+func stringEnd(b []byte) int {
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// valueEnd returns the length of the valid JSON value at the start of b.
+func valueEnd(b []byte) int {
+	switch b[0] {
+	case '"':
+		return stringEnd(b)
+	case '{', '[':
+		depth := 0
+		for i := 0; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i += stringEnd(b[i:]) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	i := 0
+	for i < len(b) && !isJSONSpace(b[i]) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
+		i++
+	}
+	return i
+}
+
+// unquoteKey returns the text of a raw JSON string key; escapes are rare in
+// keys, so the common case does not allocate (the caller only compares).
+func unquoteKey(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1])
+	}
+	var s string
+	_ = json.Unmarshal(raw, &s) // raw is a valid JSON string
+	return s
+}
+
+// unquoteName decodes a raw JSON string value used as a type name,
+// interning plain names.
+func unquoteName(raw []byte, names *nameCache) string {
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return names.get(inner)
+	}
+	var s string
+	_ = json.Unmarshal(raw, &s) // invalid UTF-8 becomes U+FFFD per byte
+	return s
 }
 
 func lineErrMsg(line []byte) string {
@@ -301,8 +436,10 @@ func truthyID(raw json.RawMessage) (id string, rawOut []byte, ok bool) {
 	case 't', '{', '[':
 		return string(raw), raw, true
 	default:
-		var f float64
-		if json.Unmarshal(raw, &f) != nil || f == 0 {
+		// ParseFloat's range error still gives +-Inf (truthy) or 0 (falsy),
+		// the values JavaScript reads for 1e400 and 1e-400.
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if (err != nil && !errors.Is(err, strconv.ErrRange)) || f == 0 {
 			return "", nil, false
 		}
 		return string(raw), raw, true

@@ -3,6 +3,7 @@ package wire
 import (
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -60,21 +61,32 @@ func NewUUID() string {
 	return string(AppendUUID(b[:0]))
 }
 
-// ISODate formats t the way JavaScript's Date.toISOString does (3.3).
+// ISODate formats t the way JavaScript's Date.toISOString does (3.3):
+// milliseconds truncated, and years outside 0000-9999 written with a sign
+// and six digits ("+010000-01-01T00:00:00.000Z").
 func ISODate(t time.Time) string {
-	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		sign := byte('+')
+		if y < 0 {
+			sign, y = '-', -y
+		}
+		b := fmt.Appendf(make([]byte, 0, 27), "%c%06d", sign, y)
+		return string(t.AppendFormat(b, "-01-02T15:04:05.000Z"))
+	}
+	return t.Format("2006-01-02T15:04:05.000Z")
 }
 
 // MarshalHandshake returns the data of our handshake request.
 func MarshalHandshake(libraryVersion string, requestBinary bool) []byte {
-	b, _ := json.Marshal(Handshake{ProtocolVersion: ProtocolVersion, LibraryVersion: libraryVersion, RequestBinaryMode: &requestBinary})
+	b, _ := Marshal(Handshake{ProtocolVersion: ProtocolVersion, LibraryVersion: libraryVersion, RequestBinaryMode: &requestBinary})
 	return b
 }
 
 // MarshalPing returns the data of a new ping with the given id and time.
 func MarshalPing(id string, now time.Time) []byte {
 	created := ISODate(now)
-	b, _ := json.Marshal(PingData{ID: &id, Created: &created})
+	b, _ := Marshal(PingData{ID: &id, Created: &created})
 	return b
 }
 
@@ -89,10 +101,12 @@ func MarshalPong(pingData []byte, now time.Time) []byte {
 	id, created := nullIfMissing(in.ID), nullIfMissing(in.Created)
 	returned := ISODate(now)
 	b := make([]byte, 0, 128)
+	// The copied values are compacted: a peer's whitespace (a raw newline
+	// when its terminator differs from ours) must not reach our line.
 	b = append(b, `{"_id":`...)
-	b = append(b, id...)
+	b = appendCompactData(b, id)
 	b = append(b, `,"_created":`...)
-	b = append(b, created...)
+	b = appendCompactData(b, created)
 	b = append(b, `,"_returned":`...)
 	b = AppendString(b, returned)
 	b = append(b, `,"_finished":null}`...)
