@@ -1,3 +1,5 @@
 module github.com/sockhop/sockhop-go
 
 go 1.26
+
+require go.uber.org/goleak v1.3.0

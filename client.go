@@ -1,0 +1,415 @@
+package sockhop
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// ClientOptions configure a Client. The zero value connects to
+// 127.0.0.1:50000 with the reference's defaults.
+type ClientOptions struct {
+	// Addr is the server's TCP address (default "127.0.0.1:50000").
+	Addr string
+	// Path, when set, is a Unix socket path used instead of Addr.
+	Path string
+	// TLSConfig, when set, wraps the connection in TLS (the reference's
+	// ssl / ssl_options). Its ServerName defaults to Addr's host.
+	TLSConfig *tls.Config
+	// Dial replaces net.Dialer.DialContext, e.g. for tests over net.Pipe.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnectTimeout bounds one connection attempt, TLS included
+	// (default 5 s). Unlike the reference's, the attempt is really
+	// cancelled when it expires.
+	ConnectTimeout time.Duration
+
+	ConnOptions
+
+	// AutoReconnect reconnects, with a fresh handshake, after the connection
+	// is lost, every ReconnectInterval (default 2 s, plus up to 10% jitter)
+	// until it succeeds or Close is called. Unlike the reference, a first
+	// Connect or Start that fails is retried too.
+	AutoReconnect     bool
+	ReconnectInterval time.Duration
+	// MaxReconnectAttempts stops reconnecting after that many failed
+	// attempts in a row (0: no limit).
+	MaxReconnectAttempts int
+
+	// Hooks, all optional. They run on the library's goroutines and must
+	// not block for long.
+	OnConnect    func(c *Client)
+	OnDisconnect func(c *Client, err error)
+	// OnHandshake reports each handshake's outcome (not in compatibility
+	// mode).
+	OnHandshake func(c *Client, ok bool, err error)
+	// OnBinaryMode reports a direction switching to binary mode.
+	OnBinaryMode func(c *Client, rx, tx bool)
+	// OnError reports problems that do not end the connection: messages
+	// that could not be decoded, replies nobody waited for, handler errors.
+	OnError func(c *Client, err error)
+	// OnReconnect reports each failed reconnection attempt with the delay
+	// before the next one.
+	OnReconnect func(c *Client, attempt int, err error, next time.Duration)
+}
+
+// Client is one end of a Sockhop connection that dials. Its methods are safe
+// for concurrent use.
+type Client struct {
+	o      ClientOptions
+	optErr error
+	reg    registry
+
+	mu         sync.Mutex
+	cur        *conn
+	connecting bool
+	closed     bool
+	everUp     bool          // a connection succeeded once: reconnects apply
+	loop       chan struct{} // closed when the reconnect loop ends
+	stop       chan struct{} // closed by Close
+	wg         sync.WaitGroup
+}
+
+// NewClient returns a Client; nothing is dialled until Connect or Start.
+// An invalid option is reported by Connect and Start.
+func NewClient(o ClientOptions) *Client {
+	c := &Client{o: o, stop: make(chan struct{})}
+	if c.o.Addr == "" {
+		c.o.Addr = DefaultAddr
+	}
+	if c.o.ConnectTimeout == 0 {
+		c.o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.o.ReconnectInterval == 0 {
+		c.o.ReconnectInterval = DefaultReconnectInterval
+	}
+	c.optErr = c.o.ConnOptions.setDefaults()
+	if c.optErr == nil && (c.o.ConnectTimeout < 0 || c.o.ReconnectInterval < 0) {
+		c.optErr = newError(CodeBadOption, "ConnectTimeout and ReconnectInterval must not be negative", nil)
+	}
+	return c
+}
+
+// Handle registers h for messages of type typ (nil removes it).
+func (c *Client) Handle(typ string, h Handler) { c.reg.set(typ, h) }
+
+// HandleDefault registers h for messages no Handle matched.
+func (c *Client) HandleDefault(h Handler) { c.reg.setFallback(h) }
+
+// Connect dials the server and returns once connected; the handshake runs in
+// the background (see Start). Connecting while connected is a no-op.
+func (c *Client) Connect(ctx context.Context) error {
+	_, err := c.connect(ctx, false)
+	return err
+}
+
+// Start connects and waits for the handshake. It fails with an error
+// matching ErrHandshakeTimeout against a peer that never handshakes (Sockhop
+// 1.x, compatibility mode) and then closes the connection; use Connect for
+// those peers.
+func (c *Client) Start(ctx context.Context) error {
+	if c.o.CompatibilityMode {
+		return newError(CodeHandshakeCompatibilityMode, "Start needs a handshake, and compatibility mode has none; use Connect", nil)
+	}
+	cn, err := c.connect(ctx, true)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-cn.hsDoneCh:
+	case <-ctx.Done():
+		cn.close(ctx.Err(), false)
+		return ctx.Err()
+	}
+	ok, err := cn.handshakeResult()
+	if !ok {
+		cn.close(err, false)
+		return err
+	}
+	return nil
+}
+
+func (c *Client) connect(ctx context.Context, fresh bool) (*conn, error) {
+	if c.optErr != nil {
+		return nil, c.optErr
+	}
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return nil, errClosed("client")
+	case c.connecting:
+		c.mu.Unlock()
+		return nil, newError(CodeMultiConnect, "a connection attempt is already in progress", nil)
+	case c.cur != nil && !c.cur.isDone():
+		cur := c.cur
+		c.mu.Unlock()
+		if fresh {
+			return nil, newError(CodeMultiConnect, "already connected", nil)
+		}
+		return cur, nil
+	}
+	c.connecting = true
+	c.mu.Unlock()
+
+	cn, err := c.dial(ctx)
+
+	c.mu.Lock()
+	c.connecting = false
+	if err == nil && c.closed {
+		c.mu.Unlock()
+		_ = cn.nc.Close()
+		return nil, errClosed("client")
+	}
+	if err != nil {
+		startLoop := c.o.AutoReconnect && !c.closed && c.loop == nil
+		if startLoop {
+			c.loop = make(chan struct{})
+			c.wg.Add(1)
+			go c.reconnectLoop()
+		}
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.cur = cn
+	c.everUp = true
+	c.mu.Unlock()
+	cn.start()
+	if c.o.OnConnect != nil {
+		c.o.OnConnect(c)
+	}
+	return cn, nil
+}
+
+// dial opens the socket (TLS included) within ConnectTimeout.
+func (c *Client) dial(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.ConnectTimeout)
+	defer cancel()
+	network, addr := "tcp", c.o.Addr
+	if c.o.Path != "" {
+		network, addr = "unix", c.o.Path
+	}
+	dial := c.o.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	nc, err := dial(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("sockhop: connect to %s %s: %w", network, addr, err)
+	}
+	if c.o.TLSConfig != nil {
+		cfg := c.o.TLSConfig.Clone()
+		if cfg.ServerName == "" && network == "tcp" {
+			if host, _, err := net.SplitHostPort(addr); err == nil {
+				cfg.ServerName = host
+			}
+		}
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("sockhop: TLS handshake with %s: %w", addr, err)
+		}
+		nc = tc
+	}
+	log := c.o.Logger.With("peer", addr)
+	cn := newConn(nc, &c.o.ConnOptions, &c.reg, connHooks{}, log, false)
+	cn.hooks = connHooks{
+		handshake: func(ok bool, err error) {
+			if c.o.OnHandshake != nil {
+				c.o.OnHandshake(c, ok, err)
+			}
+		},
+		binary: func(rx, tx bool) {
+			if c.o.OnBinaryMode != nil {
+				c.o.OnBinaryMode(c, rx, tx)
+			}
+		},
+		protoErr: func(err error) {
+			if c.o.OnError != nil {
+				c.o.OnError(c, err)
+			}
+		},
+		closed: func(err error) { c.lost(cn, err) },
+	}
+	return cn, nil
+}
+
+// lost runs when a connection ended: report it and, with AutoReconnect,
+// make sure the reconnect loop runs.
+func (c *Client) lost(cn *conn, err error) {
+	if c.o.OnDisconnect != nil {
+		c.o.OnDisconnect(c, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || !c.o.AutoReconnect || c.loop != nil {
+		return
+	}
+	c.loop = make(chan struct{})
+	c.wg.Add(1)
+	go c.reconnectLoop()
+}
+
+// reconnectLoop dials until connected, Close is called or the attempt
+// limit is reached. Each wait is ReconnectInterval plus up to 10% jitter.
+func (c *Client) reconnectLoop() {
+	defer c.wg.Done()
+	defer func() {
+		c.mu.Lock()
+		close(c.loop)
+		c.loop = nil
+		c.mu.Unlock()
+	}()
+	for attempt := 1; ; attempt++ {
+		wait := c.o.ReconnectInterval + time.Duration(rand.Int64N(int64(c.o.ReconnectInterval)/10+1))
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-c.stop:
+			t.Stop()
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		_, err := c.connect(ctx, false)
+		cancel()
+		if err == nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		var se *Error
+		if errors.As(err, &se) && se.Code == CodeMultiConnect {
+			return // someone else is connecting
+		}
+		if c.o.OnReconnect != nil {
+			c.o.OnReconnect(c, attempt, err, c.o.ReconnectInterval)
+		}
+		c.o.Logger.Info("sockhop: reconnect failed", "attempt", attempt, "err", err.Error(), "next", c.o.ReconnectInterval)
+		if c.o.MaxReconnectAttempts > 0 && attempt >= c.o.MaxReconnectAttempts {
+			return
+		}
+	}
+}
+
+// current returns the live connection or ErrNotConnected / ErrClosed.
+func (c *Client) current() (*conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errClosed("client")
+	}
+	if c.cur == nil || c.cur.isDone() {
+		return nil, ErrNotConnected
+	}
+	return c.cur, nil
+}
+
+// Send sends v (type name per TypeName; []byte as a raw Buffer). It returns
+// once the message is queued for writing, waiting while the outbound queue
+// is full until ctx ends.
+func (c *Client) Send(ctx context.Context, v any) error {
+	cn, err := c.current()
+	if err != nil {
+		return err
+	}
+	return sendValue(ctx, cn, v)
+}
+
+// SendTyped sends b as a typed buffer of type typ; it needs binary mode
+// (ErrNoBinaryMode otherwise, PROTOCOL.md 10).
+func (c *Client) SendTyped(ctx context.Context, typ string, b []byte) error {
+	cn, err := c.current()
+	if err != nil {
+		return err
+	}
+	return sendTyped(ctx, cn, typ, b)
+}
+
+// Request sends v as a callback request and returns the peer's reply. The
+// ctx deadline is the timeout; if the connection ends first the error
+// matches ErrDisconnected.
+func (c *Client) Request(ctx context.Context, v any) (*Message, error) {
+	cn, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	return requestValue(ctx, cn, v)
+}
+
+// RequestTyped sends a typed buffer as a callback request.
+func (c *Client) RequestTyped(ctx context.Context, typ string, b []byte) (*Message, error) {
+	cn, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTyped(typ); err != nil {
+		return nil, err
+	}
+	return cn.request(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
+}
+
+// State returns the current connection's state (zero when disconnected).
+func (c *Client) State() State {
+	cn, err := c.current()
+	if err != nil {
+		return State{}
+	}
+	return cn.state()
+}
+
+// Close ends the connection, flushing what was already queued first
+// (bounded by WriteTimeout), stops reconnecting, fails pending requests and
+// returns once every goroutine of the client has ended. Close is
+// idempotent; afterwards every method returns an error matching ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.stop)
+	cn := c.cur
+	c.mu.Unlock()
+	if cn != nil {
+		cn.close(errClosed("client"), true)
+		<-cn.finished
+	}
+	c.wg.Wait()
+	return nil
+}
+
+func sendValue(ctx context.Context, cn *conn, v any) error {
+	body, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	return cn.send(ctx, &body, false)
+}
+
+func sendTyped(ctx context.Context, cn *conn, typ string, b []byte) error {
+	if err := checkTyped(typ); err != nil {
+		return err
+	}
+	return cn.send(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
+}
+
+func requestValue(ctx context.Context, cn *conn, v any) (*Message, error) {
+	body, err := encodeValue(v)
+	if err != nil {
+		return nil, err
+	}
+	return cn.request(ctx, &body, false)
+}

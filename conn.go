@@ -1,0 +1,263 @@
+package sockhop
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// conn is the engine of one socket, shared by Client and server Sessions.
+//
+// Three goroutines own its pieces: the reader owns the decoder (and so the
+// receive mode) and handles protocol messages and callback replies itself;
+// the dispatcher runs application handlers in arrival order; the writer owns
+// the socket's write side and drains everything queued in one write. One
+// close path, run once, ends them all.
+type conn struct {
+	nc     net.Conn
+	o      *ConnOptions
+	reg    *registry
+	hooks  connHooks
+	log    *slog.Logger
+	server bool
+	sess   *Session // server side only
+
+	dec    *wire.Decoder
+	txTerm []byte
+	limit  atomic.Int64 // receive limit the reader applies before each message
+
+	writeState
+	pendingTable
+	handshakeState
+	pingState
+
+	inbox  chan *Message
+	reqSem chan struct{}
+
+	ctx    context.Context // handed to handlers; cancelled on close
+	cancel context.CancelFunc
+
+	done      chan struct{} // closed when the close path starts
+	closeOnce sync.Once
+	closeErr  error // why the connection ended (set before done is closed)
+	readDone  chan struct{}
+	writeDone chan struct{}
+	wg        sync.WaitGroup // every goroutine this conn started
+	finished  chan struct{}  // closed when all of them have ended
+	stats     connStats
+}
+
+// connHooks are the events a conn reports to its owner. All may be nil.
+type connHooks struct {
+	handshake func(ok bool, err error)
+	binary    func(rx, tx bool)
+	protoErr  func(err error)
+	closed    func(err error)
+}
+
+func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *slog.Logger, server bool) *conn {
+	c := &conn{
+		nc:        nc,
+		o:         o,
+		reg:       reg,
+		hooks:     hooks,
+		log:       log,
+		server:    server,
+		dec:       wire.NewDecoder(nc, []byte(o.RxTerminator), o.MaxMessageSize),
+		txTerm:    []byte(o.Terminator),
+		inbox:     make(chan *Message, 64),
+		reqSem:    make(chan struct{}, o.MaxConcurrentRequests),
+		done:      make(chan struct{}),
+		readDone:  make(chan struct{}),
+		writeDone: make(chan struct{}),
+		finished:  make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.writeState.init()
+	c.pendingTable.init()
+	c.handshakeState.init()
+	c.limit.Store(int64(o.MaxMessageSize))
+	if !o.CompatibilityMode {
+		c.limit.Store(int64(o.MaxPreHandshakeSize))
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true) // Go's default; said here because the writer coalesces anyway
+	}
+	return c
+}
+
+// start launches the goroutines and, unless in compatibility mode, writes
+// our handshake.
+func (c *conn) start() {
+	c.wg.Add(3)
+	go c.readLoop()
+	go c.writeLoop()
+	go c.dispatchLoop()
+	if c.o.CompatibilityMode {
+		c.finishHandshake(false, nil)
+	} else {
+		c.sendHandshake()
+	}
+	if c.o.PingInterval > 0 {
+		c.wg.Add(1)
+		go c.pingLoop(c.o.PingInterval)
+	}
+	go func() {
+		c.wg.Wait()
+		close(c.finished)
+	}()
+}
+
+// isDone reports whether the close path has started.
+func (c *conn) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// err returns why the connection ended, or nil while it is open.
+func (c *conn) err() error {
+	if !c.isDone() {
+		return nil
+	}
+	return c.closeErr
+}
+
+// close starts the close path once. A graceful close (a local Close) flushes
+// what was already queued, bounded by the write timeout, and half-closes so
+// the peer reads everything before the FIN; any other cause closes the
+// socket at once.
+func (c *conn) close(reason error, graceful bool) {
+	c.closeOnce.Do(func() {
+		if reason == nil {
+			reason = errClosed("connection")
+		}
+		c.closeErr = reason
+		c.wmu.Lock()
+		c.closing = true
+		c.wmu.Unlock()
+		close(c.done)
+		c.cancel()
+		c.stopHandshakeTimer()
+		if !graceful {
+			_ = c.nc.Close()
+		}
+		c.failPending(reason)
+		c.wg.Add(1)
+		go c.closer(reason, graceful)
+	})
+}
+
+// closer finishes the close path: wait for the writer to flush, half-close,
+// give the peer a moment to finish, then release the socket.
+func (c *conn) closer(reason error, graceful bool) {
+	defer c.wg.Done()
+	<-c.writeDone
+	if graceful {
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+			// Wait for the peer's FIN (the reader sees EOF) so that unread
+			// bytes on our side cannot turn our close into a reset that
+			// destroys data still in flight to the peer.
+			t := time.NewTimer(lingerTimeout)
+			select {
+			case <-c.readDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		_ = c.nc.Close()
+	}
+	<-c.readDone
+	c.finishHandshake(false, reason)
+	if c.hooks.closed != nil {
+		c.hooks.closed(reason)
+	}
+	if isAbnormal(reason) {
+		c.log.Warn("sockhop: connection ended", "reason", reason.Error())
+	} else {
+		c.log.Debug("sockhop: connection ended", "reason", reason.Error())
+	}
+}
+
+// lingerTimeout bounds how long a graceful close waits for the peer's FIN.
+const lingerTimeout = 500 * time.Millisecond
+
+func isAbnormal(err error) bool {
+	var ce closedError
+	return !errors.As(err, &ce) && !errors.Is(err, io.EOF) && !errors.Is(err, ErrDisconnected)
+}
+
+// peerError classifies a read error: EOF and resets are the peer leaving.
+func peerError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
+		return newError(CodeSocketDestroyed, "connection closed by peer", nil)
+	}
+	return err
+}
+
+func isReset(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		s := oe.Err.Error()
+		return strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe")
+	}
+	return false
+}
+
+// wait blocks until every goroutine of the conn has ended or ctx is done.
+func (c *conn) wait(ctx context.Context) error {
+	select {
+	case <-c.finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// State is a snapshot of one connection's protocol state.
+type State struct {
+	Connected bool
+	// HandshakeDone: the handshake finished, either way (the reference's
+	// init_complete); always true in compatibility mode.
+	HandshakeDone bool
+	// HandshakeOK: it succeeded (the reference's handshake_successful).
+	HandshakeOK bool
+	// RxBinary, TxBinary: each direction's mode.
+	RxBinary, TxBinary bool
+	// PeerVersion is the library_version the peer announced ("" if none).
+	PeerVersion string
+}
+
+func (c *conn) state() State {
+	c.hsMu.Lock()
+	s := State{
+		Connected:     !c.isDone(),
+		HandshakeDone: c.hsDone,
+		HandshakeOK:   c.hsOK,
+		PeerVersion:   c.peerVersion,
+	}
+	c.hsMu.Unlock()
+	s.RxBinary = c.rxBinary.Load()
+	c.wmu.Lock()
+	s.TxBinary = c.txBinary
+	c.wmu.Unlock()
+	return s
+}
+
+// connStats counts what crossed one connection.
+type connStats struct {
+	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
+	protoErrors                        atomic.Uint64
+}

@@ -1,0 +1,101 @@
+package sockhop
+
+import (
+	"errors"
+	"net"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// Error codes. Where the Node reference has a code for the same condition
+// the name is the reference's (PROTOCOL.md 12.1); the rest are ours.
+const (
+	CodeHandshakeTimeout            = "ERR_HANDSHAKE_TIMEOUT"
+	CodeHandshakeCompatibilityMode  = "ERR_HANDSHAKE_COMPATIBILITY_MODE"
+	CodeMultiConnect                = "ERR_MULTICONNECT"
+	CodeSendTypedBufferNoBinaryMode = "ERR_SEND_TYPED_BUFFER_NO_BINARY_MODE"
+	CodeSendTypedBufferInvalidType  = "ERR_SEND_TYPED_BUFFER_INVALID_TYPE"
+	CodeBadData                     = "ERR_BAD_DATA"
+	CodeSocketDestroyed             = "ERR_SOCKET_DESTROYED"
+	CodeBadBufferData               = wire.CodeBadBufferData
+	CodeNoSchema                    = wire.CodeNoSchema
+	CodeDeserializeFailed           = wire.CodeDeserializeFailed
+	CodeSerializeFailed             = wire.CodeSerializeFailed
+	CodeMessageTooLarge             = wire.CodeMessageTooLarge
+	CodeClosed                      = "ERR_CLOSED"
+	CodeNotConnected                = "ERR_NOT_CONNECTED"
+	CodeUnknownCallback             = "ERR_UNKNOWN_CALLBACK"
+	CodeAlreadyReplied              = "ERR_ALREADY_REPLIED"
+	CodeNotRequest                  = "ERR_NOT_REQUEST"
+	CodeQueueFull                   = "ERR_QUEUE_FULL"
+	CodeTooManyRequests             = "ERR_TOO_MANY_REQUESTS"
+	CodeProtocol                    = "ERR_PROTOCOL"
+	CodePingTimeout                 = "ERR_PING_TIMEOUT"
+	CodeSlowConsumer                = "ERR_SLOW_CONSUMER"
+	CodeBadOption                   = "ERR_BAD_OPTION"
+)
+
+// Error is the error type of this package. Code is one of the Code*
+// constants; errors.Is matches two *Error values by Code, and an *Error
+// against the sentinel with the same code.
+type Error struct {
+	Code string
+	Msg  string // what happened and, where useful, what to do
+	Err  error  // the cause, if any
+}
+
+func (e *Error) Error() string {
+	s := "sockhop: " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is reports whether target is an *Error with the same Code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Sentinels for errors.Is. Errors returned by this package wrap them or are
+// *Error values with the same Code.
+var (
+	// ErrClosed: the Client, Server, Session or connection was closed. Errors
+	// with this code also match net.ErrClosed.
+	ErrClosed = &Error{Code: CodeClosed, Msg: "closed"}
+	// ErrNotConnected: a Send while the client has no connection.
+	ErrNotConnected = &Error{Code: CodeNotConnected, Msg: "not connected; call Connect or Start first"}
+	// ErrDisconnected: the connection ended while a request waited for its
+	// reply, or while a send was queued.
+	ErrDisconnected = &Error{Code: CodeSocketDestroyed, Msg: "connection ended"}
+	// ErrHandshakeTimeout: the peer did not complete the handshake in time
+	// (a 1.x peer or one in compatibility mode never does).
+	ErrHandshakeTimeout = &Error{Code: CodeHandshakeTimeout, Msg: "timeout exceeded waiting for handshake"}
+	// ErrNoBinaryMode: a typed buffer needs binary mode on this connection.
+	ErrNoBinaryMode = &Error{Code: CodeSendTypedBufferNoBinaryMode, Msg: "typed buffers need binary mode, and this connection's transmit side is in JSON mode"}
+	// ErrMessageTooLarge: a message over the size limit, sent or received.
+	ErrMessageTooLarge = wire.ErrMessageTooLarge
+	// ErrQueueFull: the outbound queue stayed full until the ctx ended.
+	ErrQueueFull = &Error{Code: CodeQueueFull, Msg: "outbound queue full"}
+	// ErrAlreadyReplied: Reply called twice for one request.
+	ErrAlreadyReplied = &Error{Code: CodeAlreadyReplied, Msg: "request already answered"}
+	// ErrNotRequest: Reply on a message whose sender did not ask for one.
+	ErrNotRequest = &Error{Code: CodeNotRequest, Msg: "message is not a request; only requests can be answered"}
+)
+
+// closedError is what operations on a closed object return: it matches both
+// ErrClosed and net.ErrClosed.
+type closedError struct{ msg string }
+
+func (e closedError) Error() string { return "sockhop: " + e.msg }
+func (e closedError) Is(target error) bool {
+	return target == ErrClosed || target == net.ErrClosed || errors.Is(ErrClosed, target)
+}
+
+func errClosed(what string) error { return closedError{msg: what + " is closed"} }
+
+func newError(code, msg string, err error) *Error { return &Error{Code: code, Msg: msg, Err: err} }

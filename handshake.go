@@ -1,0 +1,179 @@
+package sockhop
+
+import (
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// handshakeState follows one connection's handshake (PROTOCOL.md 5). It is
+// tied to the connection: a timer that fires after the connection ended
+// reports nothing (unlike the reference, 14.5).
+type handshakeState struct {
+	hsMu        sync.Mutex
+	hsID        string // id of our own SockhopHandshake request
+	hsGotReply  bool
+	hsGotPeer   bool
+	hsDone      bool
+	hsOK        bool
+	hsErr       error
+	hsTimer     *time.Timer
+	hsDoneCh    chan struct{} // closed when the handshake finished either way
+	peerVersion string
+	peerIsGo    bool
+	rxBinary    atomic.Bool
+}
+
+func (h *handshakeState) init() { h.hsDoneCh = make(chan struct{}) }
+
+// sendHandshake writes our handshake request and starts the timer.
+func (c *conn) sendHandshake() {
+	c.hsMu.Lock()
+	c.hsID = wire.NewUUID()
+	c.hsTimer = time.AfterFunc(c.o.HandshakeTimeout, func() {
+		c.finishHandshake(false, ErrHandshakeTimeout)
+	})
+	id := c.hsID
+	c.hsMu.Unlock()
+	c.sendControl(&wire.Message{
+		Type: wire.TypeHandshake,
+		Data: wire.MarshalHandshake(Version, !c.o.NoBinary),
+		Kind: wire.Request,
+		ID:   id,
+	})
+}
+
+func (c *conn) isOwnHandshake(id string) bool {
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	return c.hsID != "" && id == c.hsID
+}
+
+// onHandshakeReply handles the answer to our handshake: switch our transmit
+// side to binary when both sides allow it (the reference trusts the reply
+// alone, 14.5), then see whether the handshake is complete.
+func (c *conn) onHandshakeReply(m *wire.Message) {
+	c.hsMu.Lock()
+	if c.hsDone || c.hsGotReply {
+		// Late (after the timeout) or repeated: ignored, as the reference does.
+		c.hsMu.Unlock()
+		return
+	}
+	c.hsGotReply = true
+	maybeNode := !c.peerIsGo
+	c.hsMu.Unlock()
+
+	var reply struct {
+		AllowBinaryMode bool `json:"allow_binary_mode"`
+	}
+	if !m.Bytes && m.Data != nil {
+		_ = json.Unmarshal(m.Data, &reply) // anything else means "no binary"
+	}
+	if reply.AllowBinaryMode && !c.o.NoBinary {
+		if c.switchToBinary(maybeNode) && c.hooks.binary != nil {
+			c.hooks.binary(false, true)
+		}
+	}
+	c.checkHandshake()
+}
+
+// onPeerHandshake answers the peer's handshake, whenever it comes and in
+// whatever mode (5.4). Compatibility mode drops it silently, as 1.x would
+// not, but as the reference's compatibility mode does (5.8).
+func (c *conn) onPeerHandshake(m *wire.Message) {
+	if c.o.CompatibilityMode {
+		return
+	}
+	var hs struct {
+		ProtocolVersion   json.RawMessage `json:"protocol_version"`
+		LibraryVersion    string          `json:"library_version"`
+		RequestBinaryMode *bool           `json:"request_binary_mode"`
+	}
+	if !m.Bytes && len(m.Data) > 0 && m.Data[0] == '{' {
+		_ = json.Unmarshal(m.Data, &hs) // a null or odd handshake is answered like an empty one
+	}
+	var reply []byte
+	if hs.RequestBinaryMode == nil {
+		reply = []byte("{}")
+	} else {
+		allow := *hs.RequestBinaryMode && !c.o.NoBinary
+		reply, _ = json.Marshal(wire.HandshakeReply{AllowBinaryMode: &allow})
+	}
+	ans := &wire.Message{Type: "Object", Data: reply}
+	if m.Kind == wire.Request {
+		ans.Kind, ans.ID, ans.RawID = wire.Response, m.ID, m.RawID
+		if c.txBinaryNow() && len(m.ID) > wire.CallbackIDLen {
+			c.reportError(newError(CodeSerializeFailed, "peer's handshake id is too long to answer in binary mode", nil))
+			return
+		}
+	}
+	c.sendControl(ans)
+
+	c.hsMu.Lock()
+	c.hsGotPeer = true
+	c.peerVersion = hs.LibraryVersion
+	c.peerIsGo = strings.HasSuffix(hs.LibraryVersion, "+go")
+	c.hsMu.Unlock()
+	c.checkHandshake()
+}
+
+func (c *conn) txBinaryNow() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.txBinary
+}
+
+func (c *conn) checkHandshake() {
+	c.hsMu.Lock()
+	ok := c.hsGotReply && c.hsGotPeer
+	c.hsMu.Unlock()
+	if ok {
+		c.finishHandshake(true, nil)
+	}
+}
+
+// finishHandshake records the outcome once, raises the receive limit from
+// the pre-handshake one and tells the owner. compat: ok=false, err=nil.
+func (c *conn) finishHandshake(ok bool, err error) {
+	c.hsMu.Lock()
+	if c.hsDone {
+		c.hsMu.Unlock()
+		return
+	}
+	c.hsDone, c.hsOK, c.hsErr = true, ok, err
+	if c.hsTimer != nil {
+		c.hsTimer.Stop()
+	}
+	close(c.hsDoneCh)
+	c.hsMu.Unlock()
+	c.limit.Store(int64(c.o.MaxMessageSize))
+	if c.o.CompatibilityMode || c.isDone() {
+		return
+	}
+	if !ok {
+		c.log.Info("sockhop: handshake failed; staying in JSON mode", "peer", c.remote(), "err", err.Error())
+	}
+	if c.hooks.handshake != nil {
+		c.hooks.handshake(ok, err)
+	}
+}
+
+func (c *conn) stopHandshakeTimer() {
+	c.hsMu.Lock()
+	if c.hsTimer != nil {
+		c.hsTimer.Stop()
+	}
+	c.hsMu.Unlock()
+}
+
+// handshakeResult waits for the handshake outcome.
+func (c *conn) handshakeResult() (bool, error) {
+	<-c.hsDoneCh
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	return c.hsOK, c.hsErr
+}

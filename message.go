@@ -1,0 +1,156 @@
+package sockhop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// Message is a received message, or the reply to a Request. It keeps the
+// data as the peer sent it (JSON text or bytes) and decodes only on demand.
+// A Message may be kept and used after its handler returns.
+type Message struct {
+	// Type is the sender's type name ("" when a JSON line carried none).
+	Type string
+
+	data    []byte
+	isBytes bool
+	binary  bool
+
+	c       *conn  // nil for replies
+	id      string // set on requests only
+	rawID   []byte
+	replied atomic.Bool
+}
+
+func newMessage(c *conn, w *wire.Message) *Message {
+	m := &Message{Type: w.Type, isBytes: w.Bytes, binary: w.Binary, c: c}
+	if w.Owned {
+		m.data = w.Data
+	} else if w.Data != nil {
+		m.data = append(make([]byte, 0, len(w.Data)), w.Data...)
+	}
+	if w.Kind == wire.Request {
+		m.id = w.ID
+		if w.RawID != nil {
+			m.rawID = append([]byte(nil), w.RawID...)
+		}
+	}
+	return m
+}
+
+// IsRequest reports whether the sender waits for an answer (Reply).
+func (m *Message) IsRequest() bool { return m.id != "" }
+
+// IsBytes reports whether the data is bytes: a raw Buffer or a typed buffer.
+func (m *Message) IsBytes() bool { return m.isBytes }
+
+// IsTypedBuffer reports whether m is a typed buffer: bytes whose type is not
+// "Buffer" (the Node receive:buffer event).
+func (m *Message) IsTypedBuffer() bool { return m.isBytes && m.Type != wire.TypeBuffer }
+
+// Bytes returns the data of a Buffer or typed buffer, or nil for JSON data.
+func (m *Message) Bytes() []byte {
+	if !m.isBytes {
+		return nil
+	}
+	return m.data
+}
+
+// JSON returns the data's JSON text, or nil for bytes. A JSON line without
+// a "data" key gives nil too.
+func (m *Message) JSON() json.RawMessage {
+	if m.isBytes {
+		return nil
+	}
+	return m.data
+}
+
+// Decode decodes JSON data into v, as json.Unmarshal does. Bytes decode into
+// a *[]byte only.
+func (m *Message) Decode(v any) error {
+	if m.isBytes {
+		if p, ok := v.(*[]byte); ok {
+			*p = m.data
+			return nil
+		}
+		return newError(CodeBadData, fmt.Sprintf("message of type %q carries bytes; decode it into a *[]byte, not %T", m.Type, v), nil)
+	}
+	if m.data == nil {
+		return newError(CodeBadData, fmt.Sprintf("message of type %q has no data", m.Type), nil)
+	}
+	if err := json.Unmarshal(m.data, v); err != nil {
+		return newError(CodeBadData, fmt.Sprintf("decoding %q message into %T", m.Type, v), err)
+	}
+	return nil
+}
+
+// String describes the message for logs.
+func (m *Message) String() string {
+	kind := "JSON"
+	if m.isBytes {
+		kind = "bytes"
+	}
+	return fmt.Sprintf("%s message %q (%d %s)", map[bool]string{true: "request", false: "plain"}[m.IsRequest()], m.Type, len(m.data), kind)
+}
+
+// Reply answers a request with v (typed as Send would type it; []byte
+// answers with a Buffer). A request can be answered once.
+func (m *Message) Reply(ctx context.Context, v any) error {
+	body, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	return m.reply(ctx, body)
+}
+
+// ReplyTyped answers a request with a typed buffer; it needs binary mode,
+// like SendTyped.
+func (m *Message) ReplyTyped(ctx context.Context, typ string, b []byte) error {
+	if err := checkTyped(typ); err != nil {
+		return err
+	}
+	return m.reply(ctx, wire.Message{Type: typ, Data: b, Bytes: true})
+}
+
+func (m *Message) reply(ctx context.Context, body wire.Message) error {
+	if m.id == "" || m.c == nil {
+		return ErrNotRequest
+	}
+	if !m.replied.CompareAndSwap(false, true) {
+		return ErrAlreadyReplied
+	}
+	body.Kind, body.ID, body.RawID = wire.Response, m.id, m.rawID
+	typed := body.Bytes && body.Type != wire.TypeBuffer
+	err := m.c.send(ctx, &body, typed)
+	if err != nil {
+		m.replied.Store(false)
+	}
+	return err
+}
+
+func checkTyped(typ string) error {
+	if typ == wire.TypeBuffer {
+		return newError(CodeSendTypedBufferInvalidType, `a typed buffer cannot have type "Buffer"; send the []byte with Send for a raw Buffer`, nil)
+	}
+	if len(typ) > wire.MaxTypeLen {
+		return newError(CodeSerializeFailed, fmt.Sprintf("typed buffer type name of %d bytes is longer than the %d a binary frame allows", len(typ), wire.MaxTypeLen), nil)
+	}
+	return nil
+}
+
+// Handler handles a received message. For a request it should call
+// m.Reply; an error it returns is logged and passed to the OnError hook.
+type Handler func(ctx context.Context, m *Message) error
+
+// Session returns the server session the message arrived on, or nil on a
+// client.
+func (m *Message) Session() *Session {
+	if m.c == nil {
+		return nil
+	}
+	return m.c.sess
+}

@@ -1,0 +1,133 @@
+package sockhop
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// Version is this library's version, sent as library_version in handshakes.
+// The "+go" suffix lets a peer of this library recognise another one (and
+// skip the pause that protects Node receivers, PROTOCOL.md 5.5).
+const Version = "0.1.0+go"
+
+// Defaults: the Node reference's where it has one (PROTOCOL.md 8.1, 9.1),
+// shared/RELIABILITY.md's limits otherwise.
+const (
+	DefaultAddr                  = "127.0.0.1:50000"
+	DefaultConnectTimeout        = 5 * time.Second
+	DefaultHandshakeTimeout      = 3 * time.Second
+	DefaultMaxMessageSize        = wire.DefaultMaxMessage
+	DefaultMaxPreHandshakeSize   = 64 << 10
+	DefaultMaxQueueBytes         = 8 << 20
+	DefaultWriteTimeout          = 10 * time.Second
+	DefaultMaxConcurrentRequests = 256
+	DefaultMaxPendingRequests    = 10000
+	DefaultTransitionHold        = 10 * time.Millisecond
+	DefaultMaxProtocolErrors     = 100
+	DefaultReconnectInterval     = 2 * time.Second
+)
+
+// ConnOptions are the settings every connection has, on either side. The
+// zero value of each field means its documented default.
+type ConnOptions struct {
+	// HandshakeTimeout bounds the handshake (default 3 s). A peer that has
+	// not completed it by then (any 1.x peer) leaves the connection in JSON
+	// mode; it is not closed.
+	HandshakeTimeout time.Duration
+	// CompatibilityMode behaves like a Sockhop 1.x peer on the wire: no
+	// handshake, JSON only (PROTOCOL.md 5.8).
+	CompatibilityMode bool
+	// NoBinary keeps this side from requesting or granting binary mode
+	// (the reference's allow_binary_mode: false). Implied by
+	// CompatibilityMode.
+	NoBinary bool
+	// Terminator ends JSON lines in both directions (default "\n").
+	// RxTerminator, when set, is the one lines are split on instead, for the
+	// reference's [rx, tx] pair.
+	Terminator   string
+	RxTerminator string
+	// MaxMessageSize limits one received JSON line or frame payload (default
+	// 4 MiB). The reference has no limit; a bigger message closes the
+	// connection with ErrMessageTooLarge.
+	MaxMessageSize int
+	// MaxPreHandshakeSize limits one received message while the handshake is
+	// still running (default 64 KiB).
+	MaxPreHandshakeSize int
+	// MaxQueueBytes bounds the bytes queued for writing (default 8 MiB).
+	// Send blocks while the queue is full until its ctx ends.
+	MaxQueueBytes int
+	// WriteTimeout is how long one write to the socket may take before the
+	// peer is cut off as a slow consumer (default 10 s).
+	WriteTimeout time.Duration
+	// MaxConcurrentRequests bounds request handlers running at once for one
+	// connection (default 256); further requests wait their turn.
+	MaxConcurrentRequests int
+	// MaxPendingRequests bounds requests this side waits replies for on one
+	// connection (default 10,000).
+	MaxPendingRequests int
+	// MaxProtocolErrors is how many undecodable messages a connection may
+	// send before it is closed (default 100; negative: never closed for it).
+	MaxProtocolErrors int
+	// TransitionHold delays our first binary frames after our transition
+	// line when the peer may be a Node process, which loses frames that
+	// arrive in the same read as the line (PROTOCOL.md 14.1). Default 10 ms;
+	// negative disables it.
+	TransitionHold time.Duration
+	// PingInterval, when positive, pings the peer at that interval once the
+	// connection is initialised; four pings in a row without an answer end
+	// the connection (PROTOCOL.md 7.3). Default off, as in the reference.
+	PingInterval time.Duration
+	// Logger receives the library's records (nil: discarded).
+	Logger *slog.Logger
+}
+
+func (o *ConnOptions) setDefaults() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	defInt := func(d *int, v int) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&o.WriteTimeout, DefaultWriteTimeout)
+	def(&o.TransitionHold, DefaultTransitionHold)
+	defInt(&o.MaxMessageSize, DefaultMaxMessageSize)
+	defInt(&o.MaxPreHandshakeSize, DefaultMaxPreHandshakeSize)
+	defInt(&o.MaxQueueBytes, DefaultMaxQueueBytes)
+	defInt(&o.MaxConcurrentRequests, DefaultMaxConcurrentRequests)
+	defInt(&o.MaxPendingRequests, DefaultMaxPendingRequests)
+	defInt(&o.MaxProtocolErrors, DefaultMaxProtocolErrors)
+	if o.Terminator == "" {
+		o.Terminator = "\n"
+	}
+	if o.RxTerminator == "" {
+		o.RxTerminator = o.Terminator
+	}
+	if o.CompatibilityMode {
+		o.NoBinary = true
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	for name, v := range map[string]int64{
+		"HandshakeTimeout": int64(o.HandshakeTimeout), "WriteTimeout": int64(o.WriteTimeout),
+		"MaxMessageSize": int64(o.MaxMessageSize), "MaxPreHandshakeSize": int64(o.MaxPreHandshakeSize),
+		"MaxQueueBytes": int64(o.MaxQueueBytes), "MaxConcurrentRequests": int64(o.MaxConcurrentRequests),
+		"MaxPendingRequests": int64(o.MaxPendingRequests), "PingInterval": int64(o.PingInterval),
+	} {
+		if v < 0 {
+			return newError(CodeBadOption, fmt.Sprintf("option %s is negative (%d); use 0 for the default", name, v), nil)
+		}
+	}
+	if o.MaxPreHandshakeSize > o.MaxMessageSize {
+		o.MaxPreHandshakeSize = o.MaxMessageSize
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package sockhop
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// pendingTable holds the requests of one connection that wait for a reply
+// (PROTOCOL.md 6). Unlike the reference's table (14.4) it is per connection,
+// an entry is removed when its ctx ends, and every entry fails as soon as
+// the connection ends.
+type pendingTable struct {
+	pmu     sync.Mutex
+	pending map[string]chan reqResult
+	failed  error // set once the connection ended
+}
+
+type reqResult struct {
+	m   *Message
+	err error
+}
+
+func (p *pendingTable) init() { p.pending = make(map[string]chan reqResult) }
+
+// deliver hands a reply to its waiting caller; false if nobody waits.
+func (p *pendingTable) deliver(id string, m *Message) bool {
+	p.pmu.Lock()
+	ch, ok := p.pending[id]
+	delete(p.pending, id)
+	p.pmu.Unlock()
+	if ok {
+		ch <- reqResult{m: m} // 1-buffered, sent once
+	}
+	return ok
+}
+
+func (p *pendingTable) failPending(reason error) {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	p.failed = reason
+	for id, ch := range p.pending {
+		ch <- reqResult{err: fmt.Errorf("%w before the reply came: %w", ErrDisconnected, reason)}
+		delete(p.pending, id)
+	}
+}
+
+func (p *pendingTable) pendingCount() int {
+	p.pmu.Lock()
+	defer p.pmu.Unlock()
+	return len(p.pending)
+}
+
+// request sends body as a callback request and waits for the reply, for
+// ctx's deadline at most. The entry is registered before the write, so a
+// reply cannot beat it, and removed on every way out.
+func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Message, error) {
+	id := wire.NewUUID()
+	ch := make(chan reqResult, 1)
+	c.pmu.Lock()
+	if c.failed != nil {
+		c.pmu.Unlock()
+		return nil, c.sendClosedErr()
+	}
+	if len(c.pending) >= c.o.MaxPendingRequests {
+		c.pmu.Unlock()
+		return nil, newError(CodeTooManyRequests, fmt.Sprintf("%d requests already wait for replies on this connection (MaxPendingRequests)", c.o.MaxPendingRequests), nil)
+	}
+	c.pending[id] = ch
+	c.pmu.Unlock()
+	forget := func() {
+		c.pmu.Lock()
+		delete(c.pending, id)
+		c.pmu.Unlock()
+	}
+
+	body.Kind, body.ID = wire.Request, id
+	if err := c.send(ctx, body, typed); err != nil {
+		forget()
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-ctx.Done():
+		forget()
+		select {
+		case r := <-ch: // the reply won the race
+			return r.m, r.err
+		default:
+		}
+		return nil, fmt.Errorf("sockhop: request %q got no reply: %w", body.Type, ctx.Err())
+	}
+}

@@ -1,0 +1,402 @@
+package sockhop
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ServerOptions configure a Server. The zero value listens on
+// 127.0.0.1:50000 with the reference's defaults.
+type ServerOptions struct {
+	// Addr is the TCP address to listen on (default "127.0.0.1:50000";
+	// port 0 picks a free port, see Server.Addr).
+	Addr string
+	// Path, when set, is a Unix socket path used instead of Addr. A stale
+	// socket file left by a dead server is replaced; a live one, or any
+	// other kind of file, makes Listen fail.
+	Path string
+	// SocketMode is the Unix socket file's mode (default 0600).
+	SocketMode os.FileMode
+	// TLSConfig, when set, serves TLS (the reference has no TLS server).
+	TLSConfig *tls.Config
+	// TLSHandshakeTimeout bounds a client's TLS handshake (default 2 s).
+	TLSHandshakeTimeout time.Duration
+	// MaxConnections bounds live sessions (default 65,536); connections
+	// over it are closed at once.
+	MaxConnections int
+
+	ConnOptions
+
+	// OnSessionStart runs for each accepted connection before anything is
+	// read or written on it (the reference's session start()). An error
+	// refuses the connection. ctx ends when the server closes.
+	OnSessionStart func(ctx context.Context, s *Session) error
+	// OnSessionEnd runs once when a session's connection ended, with the
+	// reason (the reference's end() and disconnect).
+	OnSessionEnd func(s *Session, err error)
+	// OnHandshake reports each session's handshake outcome.
+	OnHandshake func(s *Session, ok bool, err error)
+	// OnBinaryMode reports a session direction switching to binary mode.
+	OnBinaryMode func(s *Session, rx, tx bool)
+	// OnError reports problems that do not end the connection, and errors
+	// of the listener.
+	OnError func(s *Session, err error)
+}
+
+// Server accepts Sockhop connections and runs a Session for each. Its
+// methods are safe for concurrent use.
+type Server struct {
+	o      ServerOptions
+	optErr error
+	reg    registry
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions map[uint64]*Session
+	nextID   uint64
+	closed   bool
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a Server; nothing listens until Listen or Serve.
+func NewServer(o ServerOptions) *Server {
+	s := &Server{o: o, sessions: make(map[uint64]*Session)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if s.o.Addr == "" {
+		s.o.Addr = DefaultAddr
+	}
+	if s.o.SocketMode == 0 {
+		s.o.SocketMode = 0o600
+	}
+	if s.o.TLSHandshakeTimeout == 0 {
+		s.o.TLSHandshakeTimeout = 2 * time.Second
+	}
+	if s.o.MaxConnections == 0 {
+		s.o.MaxConnections = 65536
+	}
+	s.optErr = s.o.ConnOptions.setDefaults()
+	return s
+}
+
+// Handle registers h for messages of type typ from any session (nil
+// removes it).
+func (s *Server) Handle(typ string, h Handler) { s.reg.set(typ, h) }
+
+// HandleDefault registers h for messages no Handle matched.
+func (s *Server) HandleDefault(h Handler) { s.reg.setFallback(h) }
+
+// Listen binds the address and accepts connections in the background until
+// Close. Binding errors (port in use, live socket file) are returned, never
+// waited on as the reference does (9.2).
+func (s *Server) Listen() error {
+	if s.optErr != nil {
+		return s.optErr
+	}
+	ln, err := s.listen()
+	if err != nil {
+		return err
+	}
+	if s.o.TLSConfig != nil {
+		ln = tls.NewListener(ln, s.o.TLSConfig)
+	}
+	if err := s.setListener(ln); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.acceptLoop(ln)
+	}()
+	return nil
+}
+
+// Serve accepts connections on ln until Close, then returns ErrClosed. Use
+// it for listeners made elsewhere; TLSConfig is not applied to them.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.optErr != nil {
+		return s.optErr
+	}
+	if err := s.setListener(ln); err != nil {
+		return err
+	}
+	return s.acceptLoop(ln)
+}
+
+func (s *Server) setListener(ln net.Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = ln.Close()
+		return errClosed("server")
+	}
+	if s.ln != nil {
+		_ = ln.Close()
+		return newError(CodeMultiConnect, "server is already listening", nil)
+	}
+	s.ln = ln
+	return nil
+}
+
+func (s *Server) listen() (net.Listener, error) {
+	if s.o.Path == "" {
+		ln, err := net.Listen("tcp", s.o.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("sockhop: listen on %s: %w", s.o.Addr, err)
+		}
+		return ln, nil
+	}
+	return listenUnix(s.o.Path, s.o.SocketMode)
+}
+
+// maxUnixPath is the longest socket path Linux accepts (sun_path is 108
+// bytes with its NUL).
+const maxUnixPath = 107
+
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if len(path) > maxUnixPath {
+		return nil, newError(CodeBadOption, fmt.Sprintf("unix socket path of %d bytes is longer than the %d the system allows; use a shorter path", len(path), maxUnixPath), nil)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, newError(CodeBadOption, fmt.Sprintf("%s exists and is not a socket; refusing to replace it", path), nil)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, newError(CodeBadOption, fmt.Sprintf("%s is a live socket: another server listens on it", path), syscall.EADDRINUSE)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("sockhop: removing stale socket %s: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("sockhop: listen on %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if err := os.Chmod(path, mode); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("sockhop: chmod %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// Addr returns the listening address, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *Server) acceptLoop(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() || errors.Is(err, net.ErrClosed) {
+				return errClosed("server")
+			}
+			// Temporary trouble (e.g. too many open files): back off as
+			// net/http does rather than spin or give up.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			s.report(nil, fmt.Errorf("sockhop: accept: %w; retrying in %s", err, delay))
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return errClosed("server")
+			}
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.startSession(nc)
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Server) report(sess *Session, err error) {
+	if s.o.OnError != nil {
+		s.o.OnError(sess, err)
+	}
+}
+
+// startSession runs the TLS handshake and the start hook, then registers
+// the session and starts its connection (which writes our handshake).
+func (s *Server) startSession(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(s.ctx, s.o.TLSHandshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = nc.Close()
+			s.o.Logger.Info("sockhop: TLS handshake failed", "peer", nc.RemoteAddr().String(), "err", err.Error())
+			s.report(nil, fmt.Errorf("sockhop: TLS handshake with %s: %w", nc.RemoteAddr(), err))
+			return
+		}
+	}
+	s.mu.Lock()
+	if s.closed || len(s.sessions) >= s.o.MaxConnections {
+		full := !s.closed
+		s.mu.Unlock()
+		_ = nc.Close()
+		if full {
+			s.report(nil, newError(CodeBadOption, fmt.Sprintf("connection from %s refused: MaxConnections (%d) reached", nc.RemoteAddr(), s.o.MaxConnections), nil))
+		}
+		return
+	}
+	s.nextID++
+	sess := &Session{srv: s, id: s.nextID}
+	s.mu.Unlock()
+
+	remote := "unix"
+	if a := nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
+		remote = a.String()
+	}
+	log := s.o.Logger.With("session", sess.id, "peer", remote)
+	cn := newConn(nc, &s.o.ConnOptions, &s.reg, connHooks{}, log, true)
+	cn.sess = sess
+	sess.c = cn
+	cn.hooks = connHooks{
+		handshake: func(ok bool, err error) {
+			if s.o.OnHandshake != nil {
+				s.o.OnHandshake(sess, ok, err)
+			}
+		},
+		binary: func(rx, tx bool) {
+			if s.o.OnBinaryMode != nil {
+				s.o.OnBinaryMode(sess, rx, tx)
+			}
+		},
+		protoErr: func(err error) { s.report(sess, err) },
+		closed: func(err error) {
+			s.mu.Lock()
+			delete(s.sessions, sess.id)
+			s.mu.Unlock()
+			if s.o.OnSessionEnd != nil {
+				s.o.OnSessionEnd(sess, err)
+			}
+		},
+	}
+	if s.o.OnSessionStart != nil {
+		if err := s.runStart(sess); err != nil {
+			_ = nc.Close()
+			log.Info("sockhop: session refused by OnSessionStart", "err", err.Error())
+			s.report(sess, fmt.Errorf("sockhop: session %d refused by OnSessionStart: %w", sess.id, err))
+			return
+		}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = nc.Close()
+		return
+	}
+	// Registered and started in one critical section so that Close sees
+	// either no session or a running one.
+	s.sessions[sess.id] = sess
+	cn.start()
+	s.mu.Unlock()
+}
+
+// runStart runs the start hook, turning a panic into an error (the
+// reference's server dies when start() rejects, 9.3).
+func (s *Server) runStart(sess *Session) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return s.o.OnSessionStart(s.ctx, sess)
+}
+
+// Sessions returns the live sessions, oldest first.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	out := make([]*Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		out = append(out, sess)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// SendAll sends v to every live session. It is encoded once per mode and
+// the same bytes are queued on each session; it never waits: a session
+// whose outbound queue is full is closed as a slow consumer. The error
+// reports only a value that cannot be encoded.
+func (s *Server) SendAll(ctx context.Context, v any) error {
+	body, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var enc *encodedPair
+	for _, sess := range s.Sessions() {
+		if enc == nil {
+			enc = encodePair(&body, []byte(s.o.Terminator))
+		}
+		_ = sess.c.sendEncoded(enc)
+	}
+	return nil
+}
+
+// Close stops listening, closes every session (flushing what each had
+// queued, bounded by WriteTimeout), removes the Unix socket file and
+// returns when every goroutine of the server has ended.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ln := s.ln
+	sessions := make([]*Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	var err error
+	if ln != nil {
+		err = ln.Close()
+		if errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
+	}
+	for _, sess := range sessions {
+		sess.c.close(errClosed("server"), true)
+	}
+	for _, sess := range sessions {
+		<-sess.c.finished
+	}
+	s.wg.Wait()
+	return err
+}

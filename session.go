@@ -1,0 +1,89 @@
+package sockhop
+
+import (
+	"context"
+	"net"
+	"sync"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// Session is the server's side of one connection. Its methods are safe for
+// concurrent use.
+type Session struct {
+	srv *Server
+	id  uint64
+	c   *conn
+
+	mu    sync.Mutex
+	value any
+}
+
+// ID returns the session's number, unique within its server (from 1).
+func (s *Session) ID() uint64 { return s.id }
+
+// Server returns the server the session belongs to.
+func (s *Session) Server() *Server { return s.srv }
+
+// RemoteAddr returns the peer's address.
+func (s *Session) RemoteAddr() net.Addr { return s.c.nc.RemoteAddr() }
+
+// Context returns a context cancelled when the session ends.
+func (s *Session) Context() context.Context { return s.c.ctx }
+
+// Value returns the value stored with SetValue.
+func (s *Session) Value() any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.value
+}
+
+// SetValue stores per-connection application state (the reference's
+// Session subclass fields), e.g. from OnSessionStart.
+func (s *Session) SetValue(v any) {
+	s.mu.Lock()
+	s.value = v
+	s.mu.Unlock()
+}
+
+// State returns the connection's protocol state.
+func (s *Session) State() State { return s.c.state() }
+
+// Err returns why the session ended, or nil while it is live.
+func (s *Session) Err() error { return s.c.err() }
+
+// Done returns a channel closed when the session ends.
+func (s *Session) Done() <-chan struct{} { return s.c.done }
+
+// Send sends v to this session's peer (see Client.Send).
+func (s *Session) Send(ctx context.Context, v any) error { return sendValue(ctx, s.c, v) }
+
+// SendTyped sends a typed buffer (binary mode only; see Client.SendTyped).
+func (s *Session) SendTyped(ctx context.Context, typ string, b []byte) error {
+	return sendTyped(ctx, s.c, typ, b)
+}
+
+// Request sends v as a callback request and waits for the reply (see
+// Client.Request).
+func (s *Session) Request(ctx context.Context, v any) (*Message, error) {
+	return requestValue(ctx, s.c, v)
+}
+
+// RequestTyped sends a typed buffer as a callback request.
+func (s *Session) RequestTyped(ctx context.Context, typ string, b []byte) (*Message, error) {
+	if err := checkTyped(typ); err != nil {
+		return nil, err
+	}
+	return s.c.request(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
+}
+
+// Close ends the session, flushing what was queued first, and returns when
+// its goroutines have ended. Calling it from one of the session's own
+// handlers does not wait (a handler cannot wait for itself).
+func (s *Session) Close() error {
+	s.c.close(errClosed("session"), true)
+	return nil
+}
+
+// Wait blocks until the session's goroutines have ended or ctx is done.
+func (s *Session) Wait(ctx context.Context) error { return s.c.wait(ctx) }
