@@ -28,8 +28,9 @@ const (
 //
 // Every length is checked against the limit before anything is buffered for
 // it: a frame header announcing more than the limit, or a line growing past
-// it without a terminator, ends the stream with a *SizeError after at most
-// limit + one read of buffering.
+// it without a terminator, ends the stream with a *SizeError: nothing is
+// read for a frame whose header is over the limit, and at most limit +
+// terminator + 4 KiB of a line.
 //
 // A Decoder is not safe for concurrent use.
 type Decoder struct {
@@ -215,8 +216,9 @@ func (d *Decoder) fill(need int) {
 				newCap = want
 			}
 			if !d.binary {
-				// A line never needs more than limit + terminator + one read.
-				if max := d.limit + len(d.term) + readMax; newCap > max && want <= max {
+				// A line never needs more than limit + terminator + the
+				// read that shows it is too long (see below).
+				if max := d.limit + len(d.term) + readMin; newCap > max && want <= max {
 					newCap = max
 				}
 			} else if newCap > ownedFrameMin+readMax && want <= ownedFrameMin+readMax {
@@ -230,7 +232,18 @@ func (d *Decoder) fill(need int) {
 		d.start, d.end = 0, pending
 	}
 	d.buf = d.buf[:cap(d.buf)]
-	n, err := d.r.Read(d.buf[d.end:])
+	room := d.buf[d.end:]
+	if !d.binary {
+		// The pending bytes are one unterminated line (nextLine found no
+		// terminator in them and they are under the limit): read no further
+		// into it than needed to see it is too long, so an endless line is
+		// refused after limit + terminator + readMin bytes, whatever the
+		// buffer's size (RELIABILITY.md R3).
+		if max := d.limit + len(d.term) + readMin - pending; max < len(room) {
+			room = room[:max]
+		}
+	}
+	n, err := d.r.Read(room)
 	d.end += n
 	if err != nil {
 		d.err = err

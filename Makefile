@@ -1,0 +1,35 @@
+# The targets CI and people run. `make test` is the whole suite (README).
+GO ?= go
+FUZZTIME ?= 5s
+# Every fuzz target, as package:Target. A new target must be listed here so CI runs it.
+FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go 2>/dev/null | sed 's/func //')
+
+.PHONY: test check unit fuzz interop-deps bench demo
+
+test: check unit fuzz
+
+# Formatting and vet: cheap, so first.
+check:
+	@out=$$(gofmt -l . | grep -v node_modules); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Every test under the race detector, in random order.
+unit: interop-deps
+	$(GO) test -race -shuffle=on -timeout 15m ./...
+
+# A short run of each fuzz target (the seed corpus already runs in `unit`).
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t ($(FUZZTIME))"; \
+		$(GO) test ./internal/wire/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+
+# The real Node Sockhop 1.8.4 that interop tests talk to.
+interop-deps:
+	@[ -d internal/interop/node/node_modules/sockhop ] || npm ci --prefix internal/interop/node --no-audit --no-fund
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo:
+	$(GO) run ./cmd/sockhop demo

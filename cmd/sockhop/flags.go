@@ -1,0 +1,210 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	sockhop "github.com/sockhop/sockhop-go"
+)
+
+// usage is the help text of one command around its flag list.
+type usage struct {
+	synopsis string // one or more "sockhop CMD ..." lines
+	about    string // what the command does
+	examples string // one example per line, run as they are
+}
+
+// newFlagSet returns a flag set that reports errors to us instead of
+// printing them itself: an error must end up as one line on stderr.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args, prints the usage for --help (then returns
+// errHelpShown) and returns the positional arguments, at most maxPos.
+func parseFlags(e *env, fs *flag.FlagSet, u usage, args []string, maxPos int) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(e.stdout, fs, u)
+		return nil, errHelpShown
+	}
+	if err != nil {
+		return nil, usageErrorf("%s: %v (run 'sockhop %s --help')", fs.Name(), err, fs.Name())
+	}
+	if len(pos) > maxPos {
+		return nil, usageErrorf("%s: unexpected argument %q (run 'sockhop %s --help')", fs.Name(), pos[maxPos], fs.Name())
+	}
+	return pos, nil
+}
+
+// parseInterspersed lets flags follow positional arguments, as in
+// `sockhop send '{"id":7}' --type Widget`, which the flag package alone
+// would read as three positional arguments. "--" ends the flags, for data
+// that starts with a dash: `sockhop send -- -5`.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// printUsage writes a command's help; flags are shown with two dashes, the
+// way the examples use them (the flag package accepts one or two).
+func printUsage(w io.Writer, fs *flag.FlagSet, u usage) {
+	fmt.Fprintf(w, "Usage:\n  %s\n\n%s\n", strings.ReplaceAll(u.synopsis, "\n", "\n  "), u.about)
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if first {
+			fmt.Fprint(w, "\nFlags:\n")
+			first = false
+		}
+		name, help := flag.UnquoteUsage(f)
+		head := "  --" + f.Name
+		if name != "" {
+			head += " " + name
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			help += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", head, help)
+	})
+	fmt.Fprintf(w, "\nExamples:\n  %s\n", strings.ReplaceAll(u.examples, "\n", "\n  "))
+}
+
+// connFlags are the flags of every command that opens a connection.
+type connFlags struct {
+	addr     string
+	unix     string
+	compat   bool
+	noBinary bool
+}
+
+func (f *connFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", sockhop.DefaultAddr, "TCP `HOST:PORT` (port 0 picks a free port when serving)")
+	fs.StringVar(&f.unix, "unix", "", "Unix socket `PATH`, instead of --addr")
+	fs.BoolVar(&f.compat, "compat", false, "compatibility mode: act like Sockhop 1.x (no handshake, JSON only)")
+	fs.BoolVar(&f.noBinary, "no-binary", false, "never request or grant binary mode (JSON lines only)")
+}
+
+// check rejects --addr together with --unix: one of them would be ignored.
+func (f *connFlags) check(fs *flag.FlagSet) error {
+	addrSet := false
+	fs.Visit(func(fl *flag.Flag) { addrSet = addrSet || fl.Name == "addr" })
+	if addrSet && f.unix != "" {
+		return usageErrorf("%s: --addr and --unix exclude each other", fs.Name())
+	}
+	return nil
+}
+
+func (f *connFlags) connOptions() sockhop.ConnOptions {
+	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary}
+}
+
+// where names the address for messages.
+func (f *connFlags) where() string {
+	if f.unix != "" {
+		return f.unix
+	}
+	return f.addr
+}
+
+// serverTLSFlags turn TLS on for serve.
+type serverTLSFlags struct{ cert, key, clientCA string }
+
+func (f *serverTLSFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.cert, "tls-cert", "", "serve TLS with this PEM certificate `FILE` (needs --tls-key)")
+	fs.StringVar(&f.key, "tls-key", "", "PEM private key `FILE` of --tls-cert")
+	fs.StringVar(&f.clientCA, "tls-client-ca", "", "require client certificates signed by the PEM CA `FILE`")
+}
+
+// config returns nil without TLS flags.
+func (f *serverTLSFlags) config() (*tls.Config, error) {
+	if f.cert == "" && f.key == "" && f.clientCA == "" {
+		return nil, nil
+	}
+	if f.cert == "" || f.key == "" {
+		return nil, usageErrorf("serve: TLS needs both --tls-cert and --tls-key")
+	}
+	cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if err != nil {
+		return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if f.clientCA != "" {
+		if cfg.ClientCAs, err = loadPool(f.clientCA); err != nil {
+			return nil, err
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// clientTLSFlags turn TLS on for send.
+type clientTLSFlags struct {
+	on            bool
+	ca, cert, key string
+}
+
+func (f *clientTLSFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.on, "tls", false, "connect with TLS, trusting the system's CAs (implied by the other --tls-* flags)")
+	fs.StringVar(&f.ca, "tls-ca", "", "trust the server certificate's PEM CA `FILE`")
+	fs.StringVar(&f.cert, "tls-cert", "", "present this PEM client certificate `FILE` (needs --tls-key)")
+	fs.StringVar(&f.key, "tls-key", "", "PEM private key `FILE` of --tls-cert")
+}
+
+func (f *clientTLSFlags) config() (*tls.Config, error) {
+	if !f.on && f.ca == "" && f.cert == "" && f.key == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pool, err := loadPool(f.ca)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
+	}
+	if (f.cert == "") != (f.key == "") {
+		return nil, usageErrorf("send: a client certificate needs both --tls-cert and --tls-key")
+	}
+	if f.cert != "" {
+		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}

@@ -1,0 +1,193 @@
+package sockhop_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/sockhop/sockhop-go"
+)
+
+// Widget is something to pass: its Sockhop type name is "Widget", the name
+// a Node peer's class Widget would have.
+type Widget struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+}
+
+// pair starts a server on a free port and a client connected to it with a
+// completed handshake. Both are closed by the returned func.
+func pair(srv *sockhop.Server, co sockhop.ClientOptions) (*sockhop.Client, func()) {
+	if err := srv.Listen(); err != nil {
+		log.Fatal(err)
+	}
+	co.Addr = srv.Addr().String()
+	c := sockhop.NewClient(co)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	return c, func() { c.Close(); srv.Close() }
+}
+
+// Pass a Widget from the server to every client (Node: s.sendall(new
+// Widget())); the client's handler sees type "Widget" and decodes it.
+func Example_widget() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	got := make(chan Widget)
+	c, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	c.Handle("Widget", func(ctx context.Context, m *sockhop.Message) error {
+		var w Widget
+		err := m.Decode(&w)
+		got <- w
+		return err
+	})
+	_ = srv.SendAll(context.Background(), Widget{ID: 7, Name: "sprocket"})
+	fmt.Printf("%+v\n", <-got)
+	// Output: {ID:7 Name:sprocket}
+}
+
+// Send raw bytes: a []byte travels as a Node Buffer (raw in binary mode,
+// base64 in JSON mode) and arrives as bytes with type "Buffer".
+func Example_rawBuffer() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	got := make(chan string)
+	srv.Handle("Buffer", func(ctx context.Context, m *sockhop.Message) error {
+		got <- fmt.Sprintf("%s %x typed=%v", m.Type, m.Bytes(), m.IsTypedBuffer())
+		return nil
+	})
+	c, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	_ = c.Send(context.Background(), []byte{0xca, 0xfe})
+	fmt.Println(<-got)
+	// Output: Buffer cafe typed=false
+}
+
+// Send a typed buffer: bytes with a type name of your own (Node:
+// send_typed_buffer). It needs binary mode, which Start negotiated.
+func Example_typedBuffer() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	got := make(chan string)
+	srv.Handle("Tile", func(ctx context.Context, m *sockhop.Message) error {
+		got <- fmt.Sprintf("%s %d bytes typed=%v", m.Type, len(m.Bytes()), m.IsTypedBuffer())
+		return nil
+	})
+	c, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	fmt.Println("binary:", c.State().TxBinary)
+	_ = c.SendTyped(context.Background(), "Tile", make([]byte, 256))
+	fmt.Println(<-got)
+	// Output:
+	// binary: true
+	// Tile 256 bytes typed=true
+}
+
+// A remote callback: the client sends and waits for the server's answer
+// (Node: c.send(obj, callback) and meta.callback(reply)).
+func Example_remoteCallback() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	srv.Handle("String", func(ctx context.Context, m *sockhop.Message) error {
+		return m.Reply(ctx, "I got your message!")
+	})
+	c, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	reply, err := c.Request(ctx, "Promise to call when you get this")
+	if err != nil {
+		log.Fatal(err)
+	}
+	var s string
+	_ = reply.Decode(&s)
+	fmt.Println(reply.Type, s)
+	// Output: String I got your message!
+}
+
+// A session that must verify itself: the server drops any connection that
+// has not sent a "Verify" message within a deadline (Node: a Session
+// subclass whose start() arms a timer). Per-connection state lives in the
+// session's Value.
+func Example_sessionVerification() {
+	type verification struct{ ok chan struct{} }
+	srv := sockhop.NewServer(sockhop.ServerOptions{
+		Addr: "127.0.0.1:0",
+		OnSessionStart: func(ctx context.Context, s *sockhop.Session) error {
+			v := &verification{ok: make(chan struct{})}
+			s.SetValue(v)
+			go func() {
+				select {
+				case <-v.ok:
+				case <-time.After(200 * time.Millisecond): // 3 s in the Node example
+					s.Close()
+				case <-s.Done():
+				}
+			}()
+			return nil
+		},
+	})
+	srv.Handle("Verify", func(ctx context.Context, m *sockhop.Message) error {
+		close(m.Session().Value().(*verification).ok)
+		return nil
+	})
+	verified, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	_ = verified.Send(context.Background(), sockhop.Named{Type: "Verify", Data: "secret"})
+
+	lazy := sockhop.NewClient(sockhop.ClientOptions{Addr: srv.Addr().String()})
+	defer lazy.Close()
+	_ = lazy.Start(context.Background())
+	time.Sleep(400 * time.Millisecond)
+	fmt.Println("verified client connected:", verified.State().Connected)
+	fmt.Println("lazy client connected:", lazy.State().Connected)
+	// Output:
+	// verified client connected: true
+	// lazy client connected: false
+}
+
+// Handshake events: hooks report the outcome and each direction's switch
+// to binary mode (Node: the handshake and binary_mode:rx/tx events).
+func Example_handshakeEvents() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	hs := make(chan bool, 1)
+	_, done := pair(srv, sockhop.ClientOptions{
+		OnHandshake: func(c *sockhop.Client, ok bool, err error) { hs <- ok },
+	})
+	defer done()
+	fmt.Println("handshake ok:", <-hs)
+	s := srv.Sessions()[0].State()
+	fmt.Println("peer library:", s.PeerVersion == sockhop.Version, "server tx binary:", s.TxBinary)
+	// Output:
+	// handshake ok: true
+	// peer library: true server tx binary: true
+}
+
+// Talking to a Sockhop 1.x peer, which has no handshake and no binary mode:
+// connect without waiting for a handshake (Connect, not Start), or use
+// CompatibilityMode to behave like a 1.x peer yourself. Here a server in
+// compatibility mode stands in for the 1.x peer.
+func Example_oneXPeer() {
+	old := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0",
+		ConnOptions: sockhop.ConnOptions{CompatibilityMode: true}})
+	old.Handle("String", func(ctx context.Context, m *sockhop.Message) error {
+		return m.Reply(ctx, sockhop.Named{Type: "Object", Data: map[string]string{"v1_reply_to": m.Type}})
+	})
+	if err := old.Listen(); err != nil {
+		log.Fatal(err)
+	}
+	defer old.Close()
+	c := sockhop.NewClient(sockhop.ClientOptions{Addr: old.Addr().String(),
+		ConnOptions: sockhop.ConnOptions{CompatibilityMode: true}})
+	defer c.Close()
+	if err := c.Connect(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	reply, err := c.Request(context.Background(), "hello v1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply.Type, string(reply.JSON()), "binary:", c.State().TxBinary)
+	// Output: Object {"v1_reply_to":"String"} binary: false
+}

@@ -1,0 +1,135 @@
+package sockhop
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// errLog collects the errors a server reports.
+type errLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errLog) add(_ *Session, err error) {
+	l.mu.Lock()
+	l.errs = append(l.errs, err)
+	l.mu.Unlock()
+}
+
+func (l *errLog) has(code string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, err := range l.errs {
+		if e, ok := err.(*Error); ok && e.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCrashInputsServer feeds the Go server every input that kills a Node
+// Sockhop process (PROTOCOL.md 14.2): each is reported, the connection that
+// sent it keeps working, and so do the others.
+func TestCrashInputsServer(t *testing.T) {
+	inputs := []struct {
+		name, line, code string
+	}{
+		{"null line", "null", ""},
+		{"unknown callback id", `{"type":"Object","data":{},"callback_id":"not-pending"}`, CodeUnknownCallback},
+		{"id and unknown callback id", `{"type":"Object","data":{},"id":"x","callback_id":"y"}`, CodeUnknownCallback},
+		{"handshake with null data", `{"type":"SockhopHandshake","data":null,"id":"h1"}`, ""},
+		{"ping with null data", `{"type":"SockhopPing","data":null}`, ""},
+		{"corrupt line", `{"type":`, CodeBadBufferData},
+		{"empty line", ``, CodeBadBufferData},
+	}
+	var log errLog
+	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts(), OnError: log.add})
+	srv.Handle("Echo", func(ctx context.Context, m *Message) error { return m.Reply(ctx, m.JSON()) })
+	healthy := startClient(t, transports[0], srv, ClientOptions{ConnOptions: fastOpts()})
+
+	raw, err := net.Dial("tcp", srv.Addr().String())
+	noErr(t, err)
+	defer raw.Close()
+	for _, in := range inputs {
+		_, err := io.WriteString(raw, in.line+"\n")
+		noErr(t, err)
+		if in.code != "" {
+			eventually(t, in.name+" reported as "+in.code, func() bool { return log.has(in.code) })
+		}
+	}
+	// The raw connection still works: a request on it is answered.
+	_, err = io.WriteString(raw, `{"type":"Echo","data":5,"id":"r1"}`+"\n")
+	noErr(t, err)
+	got := readUntil(t, raw, `"callback_id":"r1"}`)
+	if want := `{"type":"Number","data":5,"callback_id":"r1"}` + "\n"; !strings.HasSuffix(got, want) {
+		t.Fatalf("raw peer read %q, want it to end with %q", got, want)
+	}
+	r, err := healthy.Request(testCtx(t), Named{Type: "Echo", Data: "ok"})
+	noErr(t, err)
+	equal(t, "healthy reply", string(r.JSON()), `"ok"`)
+}
+
+// readUntil reads from c until the bytes read contain s.
+func readUntil(t *testing.T, c net.Conn, s string) string {
+	t.Helper()
+	var all []byte
+	buf := make([]byte, 4096)
+	for !strings.Contains(string(all), s) {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("reading until %q: %v (read %q)", s, err, all)
+		}
+		all = append(all, buf[:n]...)
+	}
+	return string(all)
+}
+
+// TestOversizeClosesOnlyThatConnection: a frame header announcing 4 GiB and
+// an endless line before the handshake each close the offending connection
+// with ErrMessageTooLarge, while another client carries on.
+func TestOversizeClosesOnlyThatConnection(t *testing.T) {
+	var log errLog
+	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts(), OnError: log.add})
+	srv.Handle("Echo", func(ctx context.Context, m *Message) error { return m.Reply(ctx, m.JSON()) })
+	healthy := startClient(t, transports[0], srv, ClientOptions{ConnOptions: fastOpts()})
+
+	endless := func(raw net.Conn) {
+		chunk := []byte(strings.Repeat("a", 16<<10))
+		for range 16 { // 256 KiB, four times the pre-handshake limit
+			if _, err := raw.Write(chunk); err != nil {
+				return // closed by the server, as it should
+			}
+		}
+	}
+	huge := func(raw net.Conn) {
+		io.WriteString(raw, `{"type":"SockhopBinaryModeTransition","data":{}}`+"\n")
+		var h [5]byte
+		binary.LittleEndian.PutUint32(h[:], 0xFFFFFFFF)
+		h[4] = 10
+		raw.Write(h[:])
+	}
+	for name, attack := range map[string]func(net.Conn){"endless line": endless, "4 GiB frame": huge} {
+		raw, err := net.Dial("tcp", srv.Addr().String())
+		noErr(t, err)
+		attack(raw)
+		raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.Copy(io.Discard, raw) // returns when the server closes
+		raw.Close()
+		if err != nil && !strings.Contains(err.Error(), "reset") {
+			t.Fatalf("%s: connection not closed by the server: %v", name, err)
+		}
+		eventually(t, name+" reported", func() bool { return log.has(CodeMessageTooLarge) })
+	}
+	r, err := healthy.Request(testCtx(t), Named{Type: "Echo", Data: "ok"})
+	noErr(t, err)
+	equal(t, "healthy reply", string(r.JSON()), `"ok"`)
+	equal(t, "sessions left", len(srv.Sessions()), 1)
+}

@@ -1,0 +1,131 @@
+package sockhop
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// transport is one way of carrying a connection in the test matrix.
+type transport struct {
+	name string
+	// server fills in the listening side of the options.
+	server func(t *testing.T, o *ServerOptions)
+	// client points o at a listening server.
+	client func(srv *Server, o *ClientOptions)
+}
+
+var transports = []transport{
+	{
+		name:   "tcp",
+		server: func(t *testing.T, o *ServerOptions) { o.Addr = "127.0.0.1:0" },
+		client: func(srv *Server, o *ClientOptions) { o.Addr = srv.Addr().String() },
+	},
+	{
+		name:   "unix",
+		server: func(t *testing.T, o *ServerOptions) { o.Path = shortSocketPath(t) },
+		client: func(srv *Server, o *ClientOptions) { o.Path = srv.o.Path },
+	},
+}
+
+// modes are the two transmit modes a handshaked pair can end up in.
+var modes = []struct {
+	name     string
+	noBinary bool
+}{{"binary", false}, {"json", true}}
+
+// shortSocketPath returns a Unix socket path in a fresh temp dir that fits
+// the 107-byte limit (t.TempDir paths can be longer).
+func shortSocketPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sh")
+	noErr(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "s.sock")
+}
+
+// startServer listens with o on tr and closes the server at cleanup.
+func startServer(t *testing.T, tr transport, o ServerOptions) *Server {
+	t.Helper()
+	tr.server(t, &o)
+	srv := NewServer(o)
+	noErr(t, srv.Listen())
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// startClient connects a client to srv with Start (Connect in compatibility
+// mode) and closes it at cleanup.
+func startClient(t *testing.T, tr transport, srv *Server, o ClientOptions) *Client {
+	t.Helper()
+	tr.client(srv, &o)
+	c := NewClient(o)
+	t.Cleanup(func() { c.Close() })
+	ctx := testCtx(t)
+	if o.CompatibilityMode {
+		noErr(t, c.Connect(ctx))
+	} else {
+		noErr(t, c.Start(ctx))
+	}
+	return c
+}
+
+// testCtx is a context that ends with the test or after 10 s.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// fastOpts are connection options with timers short enough for tests.
+func fastOpts() ConnOptions {
+	return ConnOptions{HandshakeTimeout: 300 * time.Millisecond}
+}
+
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func errorIs(t testing.TB, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error %v does not match %v", err, target)
+	}
+}
+
+func equal[T comparable](t testing.TB, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s: got %v, want %v", what, got, want)
+	}
+}
+
+// recv waits for one value from ch, failing the test after 5 s.
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// eventually polls cond every 5 ms for up to 5 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
