@@ -3,9 +3,7 @@ package sockhop
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -33,14 +31,32 @@ type ClientOptions struct {
 	ConnOptions
 
 	// AutoReconnect reconnects, with a fresh handshake, after the connection
-	// is lost, every ReconnectInterval (default 2 s, plus up to 10% jitter)
-	// until it succeeds or Close is called. Unlike the reference, a first
-	// Connect or Start that fails is retried too.
-	AutoReconnect     bool
-	ReconnectInterval time.Duration
+	// is lost, until it succeeds or Close is called. Unlike the reference, a
+	// first Connect or Start that fails is retried too (the call still
+	// returns its error). Waits start at ReconnectInterval (default 2 s, the
+	// reference's) and double after each failed attempt up to
+	// MaxReconnectInterval (default 30 s), each with up to 10% jitter.
+	AutoReconnect        bool
+	ReconnectInterval    time.Duration
+	MaxReconnectInterval time.Duration
 	// MaxReconnectAttempts stops reconnecting after that many failed
 	// attempts in a row (0: no limit).
 	MaxReconnectAttempts int
+	// RequireHandshake is the reference's auto_rehandshake: a reconnection
+	// counts only once its handshake succeeded; a connection whose
+	// handshake fails (a 1.x server came back in its place) is dropped and
+	// retried. It implies AutoReconnect, and ReconnectInterval defaults to
+	// the reference's 5 s.
+	RequireHandshake bool
+	// ReconnectBufferSize, when positive, lets Send, SendTyped and Request
+	// wait out a reconnection instead of failing with ErrNotConnected:
+	// while the client reconnects, whole messages are held, up to this many
+	// bytes of data, and written in order once the new handshake finished
+	// and OnConnect ran. A message that does not fit fails with
+	// ErrBufferFull; a held request whose ctx ends is dropped from the
+	// buffer; what is still held when Close is called or reconnecting gives
+	// up is reported through OnError and counted in Stats.BufferDropped.
+	ReconnectBufferSize int
 
 	// Hooks, all optional. They run on the library's goroutines and must
 	// not block for long.
@@ -54,8 +70,9 @@ type ClientOptions struct {
 	// OnError reports problems that do not end the connection: messages
 	// that could not be decoded, replies nobody waited for, handler errors.
 	OnError func(c *Client, err error)
-	// OnReconnect reports each failed reconnection attempt with the delay
-	// before the next one.
+	// OnReconnect reports each failed reconnection attempt (counted from 1
+	// since the connection was lost) with the delay before the next one;
+	// next is 0 when MaxReconnectAttempts made it the last.
 	OnReconnect func(c *Client, attempt int, err error, next time.Duration)
 }
 
@@ -71,8 +88,10 @@ type Client struct {
 	connecting bool
 	closed     bool
 	everUp     bool          // a connection succeeded once: reconnects apply
+	retired    Stats         // counters of ended connections, and reconnects
 	loop       chan struct{} // closed when the reconnect loop ends
 	stop       chan struct{} // closed by Close
+	buf        sendBuffer    // messages held while reconnecting
 	wg         sync.WaitGroup
 }
 
@@ -86,8 +105,20 @@ func NewClient(o ClientOptions) *Client {
 	if c.o.ConnectTimeout == 0 {
 		c.o.ConnectTimeout = DefaultConnectTimeout
 	}
+	if c.o.RequireHandshake {
+		c.o.AutoReconnect = true
+		if c.o.ReconnectInterval == 0 {
+			c.o.ReconnectInterval = DefaultRehandshakeInterval
+		}
+	}
 	if c.o.ReconnectInterval == 0 {
 		c.o.ReconnectInterval = DefaultReconnectInterval
+	}
+	if c.o.MaxReconnectInterval == 0 {
+		c.o.MaxReconnectInterval = DefaultMaxReconnectInterval
+	}
+	if c.o.MaxReconnectInterval < c.o.ReconnectInterval {
+		c.o.MaxReconnectInterval = c.o.ReconnectInterval
 	}
 	c.optErr = c.o.ConnOptions.setDefaults()
 	if c.optErr == nil && (c.o.ConnectTimeout < 0 || c.o.ReconnectInterval < 0) {
@@ -170,9 +201,7 @@ func (c *Client) connect(ctx context.Context, fresh bool) (*conn, error) {
 	if err != nil {
 		startLoop := c.o.AutoReconnect && !c.closed && c.loop == nil
 		if startLoop {
-			c.loop = make(chan struct{})
-			c.wg.Add(1)
-			go c.reconnectLoop()
+			c.startLoopLocked()
 		}
 		c.mu.Unlock()
 		return nil, err
@@ -244,63 +273,21 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 // lost runs when a connection ended: report it and, with AutoReconnect,
 // make sure the reconnect loop runs.
 func (c *Client) lost(cn *conn, err error) {
+	final := cn.statsSnapshot()
+	final.RequestsPending = 0
+	c.mu.Lock()
+	c.retired.add(final)
+	cn.retired = true
+	c.mu.Unlock()
 	if c.o.OnDisconnect != nil {
 		c.o.OnDisconnect(c, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || !c.o.AutoReconnect || c.loop != nil {
-		return
+		return // a running loop restarts itself if it ends on a dead connection
 	}
-	c.loop = make(chan struct{})
-	c.wg.Add(1)
-	go c.reconnectLoop()
-}
-
-// reconnectLoop dials until connected, Close is called or the attempt
-// limit is reached. Each wait is ReconnectInterval plus up to 10% jitter.
-func (c *Client) reconnectLoop() {
-	defer c.wg.Done()
-	defer func() {
-		c.mu.Lock()
-		close(c.loop)
-		c.loop = nil
-		c.mu.Unlock()
-	}()
-	for attempt := 1; ; attempt++ {
-		wait := c.o.ReconnectInterval + time.Duration(rand.Int64N(int64(c.o.ReconnectInterval)/10+1))
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-c.stop:
-			t.Stop()
-			return
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-c.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		_, err := c.connect(ctx, false)
-		cancel()
-		if err == nil || errors.Is(err, ErrClosed) {
-			return
-		}
-		var se *Error
-		if errors.As(err, &se) && se.Code == CodeMultiConnect {
-			return // someone else is connecting
-		}
-		if c.o.OnReconnect != nil {
-			c.o.OnReconnect(c, attempt, err, c.o.ReconnectInterval)
-		}
-		c.o.Logger.Info("sockhop: reconnect failed", "attempt", attempt, "err", err.Error(), "next", c.o.ReconnectInterval)
-		if c.o.MaxReconnectAttempts > 0 && attempt >= c.o.MaxReconnectAttempts {
-			return
-		}
-	}
+	c.startLoopLocked()
 }
 
 // current returns the live connection or ErrNotConnected / ErrClosed.
@@ -318,46 +305,53 @@ func (c *Client) current() (*conn, error) {
 
 // Send sends v (type name per TypeName; []byte as a raw Buffer). It returns
 // once the message is queued for writing, waiting while the outbound queue
-// is full until ctx ends.
+// is full until ctx ends. While disconnected it fails with ErrNotConnected,
+// unless ReconnectBufferSize lets it wait for the reconnection.
 func (c *Client) Send(ctx context.Context, v any) error {
-	cn, err := c.current()
+	body, err := encodeValue(v)
 	if err != nil {
 		return err
 	}
-	return sendValue(ctx, cn, v)
+	return c.send(ctx, body, false)
 }
 
 // SendTyped sends b as a typed buffer of type typ; it needs binary mode
 // (ErrNoBinaryMode otherwise, PROTOCOL.md 10).
 func (c *Client) SendTyped(ctx context.Context, typ string, b []byte) error {
-	cn, err := c.current()
-	if err != nil {
+	if err := checkTyped(typ); err != nil {
 		return err
 	}
-	return sendTyped(ctx, cn, typ, b)
+	return c.send(ctx, wire.Message{Type: typ, Data: b, Bytes: true}, true)
 }
 
 // Request sends v as a callback request and returns the peer's reply. The
 // ctx deadline is the timeout; if the connection ends first the error
 // matches ErrDisconnected.
 func (c *Client) Request(ctx context.Context, v any) (*Message, error) {
-	cn, err := c.current()
+	body, err := encodeValue(v)
 	if err != nil {
 		return nil, err
 	}
-	return requestValue(ctx, cn, v)
+	return c.request(ctx, body, false)
 }
 
 // RequestTyped sends a typed buffer as a callback request.
 func (c *Client) RequestTyped(ctx context.Context, typ string, b []byte) (*Message, error) {
-	cn, err := c.current()
-	if err != nil {
-		return nil, err
-	}
 	if err := checkTyped(typ); err != nil {
 		return nil, err
 	}
-	return cn.request(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
+	return c.request(ctx, wire.Message{Type: typ, Data: b, Bytes: true}, true)
+}
+
+// Stats returns the counters of every connection the client has had.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	st := c.retired
+	if c.cur != nil && !c.cur.retired {
+		st.add(c.cur.statsSnapshot())
+	}
+	c.mu.Unlock()
+	return st
 }
 
 // State returns the current connection's state (zero when disconnected).
@@ -388,6 +382,10 @@ func (c *Client) Close() error {
 		<-cn.finished
 	}
 	c.wg.Wait()
+	c.mu.Lock()
+	held := c.buf.take()
+	c.mu.Unlock()
+	c.dropHeld(held, errClosed("client"))
 	return nil
 }
 

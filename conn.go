@@ -53,6 +53,7 @@ type conn struct {
 	wg        sync.WaitGroup // every goroutine this conn started
 	finished  chan struct{}  // closed when all of them have ended
 	stats     connStats
+	retired   bool // its stats were added to the owner's totals (owner's lock)
 }
 
 // connHooks are the events a conn reports to its owner. All may be nil.
@@ -71,7 +72,6 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 		hooks:     hooks,
 		log:       log,
 		server:    server,
-		dec:       wire.NewDecoder(nc, []byte(o.RxTerminator), o.MaxMessageSize),
 		txTerm:    []byte(o.Terminator),
 		inbox:     make(chan *Message, 64),
 		reqSem:    make(chan struct{}, o.MaxConcurrentRequests),
@@ -80,6 +80,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 		writeDone: make(chan struct{}),
 		finished:  make(chan struct{}),
 	}
+	c.dec = wire.NewDecoder(countingReader{nc, &c.stats.bytesIn}, []byte(o.RxTerminator), o.MaxMessageSize)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.writeState.init()
 	c.pendingTable.init()
@@ -144,6 +145,9 @@ func (c *conn) close(reason error, graceful bool) {
 			reason = errClosed("connection")
 		}
 		c.closeErr = reason
+		if errors.Is(reason, &Error{Code: CodeSlowConsumer}) {
+			c.stats.slowCuts.Add(1)
+		}
 		c.wmu.Lock()
 		c.closing = true
 		c.wmu.Unlock()
@@ -153,7 +157,7 @@ func (c *conn) close(reason error, graceful bool) {
 		if !graceful {
 			_ = c.nc.Close()
 		}
-		c.failPending(reason)
+		c.stats.failedByDisconnect.Add(uint64(c.failPending(reason)))
 		c.wg.Add(1)
 		go c.closer(reason, graceful)
 	})
@@ -254,10 +258,4 @@ func (c *conn) state() State {
 	s.TxBinary = c.txBinary
 	c.wmu.Unlock()
 	return s
-}
-
-// connStats counts what crossed one connection.
-type connStats struct {
-	msgsIn, msgsOut, bytesIn, bytesOut atomic.Uint64
-	protoErrors                        atomic.Uint64
 }

@@ -30,11 +30,13 @@ func (c *conn) readLoop() {
 				perr := newError(de.Code, fmt.Sprintf("from %s: %s", c.remote(), de.Msg), nil)
 				c.reportError(perr)
 				if c.o.MaxProtocolErrors > 0 && strikes > c.o.MaxProtocolErrors {
+					c.stats.limits.Add(1)
 					c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), strikes, c.o.MaxProtocolErrors), nil), false)
 				}
 				continue
 			}
 			if errors.Is(err, wire.ErrMessageTooLarge) {
+				c.stats.limits.Add(1)
 				err = newError(CodeMessageTooLarge, fmt.Sprintf("peer %s disconnected", c.remote()), err)
 				c.reportError(err)
 			} else {
@@ -46,7 +48,11 @@ func (c *conn) readLoop() {
 		if c.isDone() {
 			continue // draining until the peer's FIN after a graceful close
 		}
-		c.stats.msgsIn.Add(1)
+		if m.Binary {
+			c.stats.binIn.Add(1)
+		} else {
+			c.stats.jsonIn.Add(1)
+		}
 		c.handle(&m)
 	}
 }
@@ -87,6 +93,7 @@ func (c *conn) handle(m *wire.Message) {
 			return
 		}
 		if !c.deliver(m.ID, newMessage(nil, m)) {
+			c.stats.protoErrors.Add(1)
 			c.reportError(newError(CodeUnknownCallback, fmt.Sprintf("reply from %s for callback id %q, which is not pending (answered twice, timed out or never sent); dropped", c.remote(), m.ID), nil))
 		}
 		return

@@ -140,7 +140,7 @@ func (c *conn) sendEncoded(enc *encodedPair) error {
 		return err
 	}
 	c.out = append(c.out, b...)
-	c.stats.msgsOut.Add(1)
+	c.countOut()
 	c.wmu.Unlock()
 	c.wake()
 	return nil
@@ -171,7 +171,7 @@ func (c *conn) appendLocked(m *wire.Message) {
 	} else {
 		c.out = wire.AppendJSONLine(c.out, m, c.txTerm)
 	}
-	c.stats.msgsOut.Add(1)
+	c.countOut()
 }
 
 // switchToBinary queues our transition line and flips the transmit mode in
@@ -183,8 +183,10 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 		return false
 	}
 	c.out = wire.AppendJSONLine(c.out, &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, c.txTerm)
+	c.countOut()
 	c.txBinary = true
 	if peerMaybeNode && c.o.TransitionHold > 0 {
+		c.stats.guarded.Add(1)
 		c.holdOff = len(c.out)
 		c.holdUntil = time.Now().Add(c.o.TransitionHold)
 	}

@@ -131,5 +131,7 @@ func TestOversizeClosesOnlyThatConnection(t *testing.T) {
 	r, err := healthy.Request(testCtx(t), Named{Type: "Echo", Data: "ok"})
 	noErr(t, err)
 	equal(t, "healthy reply", string(r.JSON()), `"ok"`)
-	equal(t, "sessions left", len(srv.Sessions()), 1)
+	eventually(t, "only the healthy session left", func() bool { return len(srv.Sessions()) == 1 })
+	st := srv.Stats()
+	equal(t, "limit violations counted", st.LimitViolations, 2)
 }

@@ -28,6 +28,8 @@ const (
 	DefaultTransitionHold        = 10 * time.Millisecond
 	DefaultMaxProtocolErrors     = 100
 	DefaultReconnectInterval     = 2 * time.Second
+	DefaultRehandshakeInterval   = 5 * time.Second
+	DefaultMaxReconnectInterval  = 30 * time.Second
 )
 
 // ConnOptions are the settings every connection has, on either side. The

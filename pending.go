@@ -37,14 +37,17 @@ func (p *pendingTable) deliver(id string, m *Message) bool {
 	return ok
 }
 
-func (p *pendingTable) failPending(reason error) {
+// failPending fails every waiting request and returns how many there were.
+func (p *pendingTable) failPending(reason error) int {
 	p.pmu.Lock()
 	defer p.pmu.Unlock()
 	p.failed = reason
+	n := len(p.pending)
 	for id, ch := range p.pending {
 		ch <- reqResult{err: fmt.Errorf("%w before the reply came: %w", ErrDisconnected, reason)}
 		delete(p.pending, id)
 	}
+	return n
 }
 
 func (p *pendingTable) pendingCount() int {
@@ -53,44 +56,58 @@ func (p *pendingTable) pendingCount() int {
 	return len(p.pending)
 }
 
+// register adds a waiting request under id.
+func (c *conn) register(id string, ch chan reqResult) error {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if c.failed != nil {
+		return c.sendClosedErr()
+	}
+	if len(c.pending) >= c.o.MaxPendingRequests {
+		c.stats.limits.Add(1)
+		return newError(CodeTooManyRequests, fmt.Sprintf("%d requests already wait for replies on this connection (MaxPendingRequests)", c.o.MaxPendingRequests), nil)
+	}
+	c.pending[id] = ch
+	return nil
+}
+
+// forget removes a request that will not be waited for any more.
+func (c *conn) forget(id string) {
+	c.pmu.Lock()
+	delete(c.pending, id)
+	c.pmu.Unlock()
+}
+
 // request sends body as a callback request and waits for the reply, for
 // ctx's deadline at most. The entry is registered before the write, so a
 // reply cannot beat it, and removed on every way out.
 func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Message, error) {
 	id := wire.NewUUID()
 	ch := make(chan reqResult, 1)
-	c.pmu.Lock()
-	if c.failed != nil {
-		c.pmu.Unlock()
-		return nil, c.sendClosedErr()
-	}
-	if len(c.pending) >= c.o.MaxPendingRequests {
-		c.pmu.Unlock()
-		return nil, newError(CodeTooManyRequests, fmt.Sprintf("%d requests already wait for replies on this connection (MaxPendingRequests)", c.o.MaxPendingRequests), nil)
-	}
-	c.pending[id] = ch
-	c.pmu.Unlock()
-	forget := func() {
-		c.pmu.Lock()
-		delete(c.pending, id)
-		c.pmu.Unlock()
-	}
-
-	body.Kind, body.ID = wire.Request, id
-	if err := c.send(ctx, body, typed); err != nil {
-		forget()
+	if err := c.register(id, ch); err != nil {
 		return nil, err
 	}
+	body.Kind, body.ID = wire.Request, id
+	if err := c.send(ctx, body, typed); err != nil {
+		c.forget(id)
+		return nil, err
+	}
+	return c.await(ctx, id, ch, body.Type)
+}
+
+// await waits for the reply to request id.
+func (c *conn) await(ctx context.Context, id string, ch chan reqResult, typ string) (*Message, error) {
 	select {
 	case r := <-ch:
 		return r.m, r.err
 	case <-ctx.Done():
-		forget()
+		c.forget(id)
 		select {
 		case r := <-ch: // the reply won the race
 			return r.m, r.err
 		default:
 		}
-		return nil, fmt.Errorf("sockhop: request %q got no reply: %w", body.Type, ctx.Err())
+		c.stats.timedOut.Add(1)
+		return nil, fmt.Errorf("sockhop: request %q got no reply: %w", typ, ctx.Err())
 	}
 }

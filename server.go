@@ -63,9 +63,11 @@ type Server struct {
 	sessions map[uint64]*Session
 	nextID   uint64
 	closed   bool
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	retired  Stats // counters of ended sessions, and refusals
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewServer returns a Server; nothing listens until Listen or Serve.
@@ -264,6 +266,9 @@ func (s *Server) startSession(nc net.Conn) {
 		s.mu.Unlock()
 		_ = nc.Close()
 		if full {
+			s.mu.Lock()
+			s.retired.LimitViolations++
+			s.mu.Unlock()
 			s.report(nil, newError(CodeBadOption, fmt.Sprintf("connection from %s refused: MaxConnections (%d) reached", nc.RemoteAddr(), s.o.MaxConnections), nil))
 		}
 		return
@@ -293,8 +298,11 @@ func (s *Server) startSession(nc net.Conn) {
 		},
 		protoErr: func(err error) { s.report(sess, err) },
 		closed: func(err error) {
+			final := cn.statsSnapshot()
+			final.RequestsPending = 0
 			s.mu.Lock()
 			delete(s.sessions, sess.id)
+			s.retired.add(final)
 			s.mu.Unlock()
 			if s.o.OnSessionEnd != nil {
 				s.o.OnSessionEnd(sess, err)
@@ -345,6 +353,21 @@ func (s *Server) Sessions() []*Session {
 	return out
 }
 
+// Stats returns the counters of every session the server has had.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	st := s.retired
+	live := make([]*Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		live = append(live, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range live {
+		st.add(sess.Stats())
+	}
+	return st
+}
+
 // SendAll sends v to every live session. It is encoded once per mode and
 // the same bytes are queued on each session; it never waits: a session
 // whose outbound queue is full is closed as a slow consumer. The error
@@ -369,11 +392,20 @@ func (s *Server) SendAll(ctx context.Context, v any) error {
 
 // Close stops listening, closes every session (flushing what each had
 // queued, bounded by WriteTimeout), removes the Unix socket file and
-// returns when every goroutine of the server has ended.
+// returns when every goroutine of the server has ended. Close is
+// idempotent.
 func (s *Server) Close() error {
+	return s.Shutdown(context.Background())
+}
+
+// Shutdown closes the server like Close, but gives up flushing when ctx
+// ends: sessions still writing are then cut off at once, and Shutdown
+// returns ctx's error after every goroutine has ended.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.wg.Wait()
 		return nil
 	}
 	s.closed = true
@@ -395,7 +427,15 @@ func (s *Server) Close() error {
 		sess.c.close(errClosed("server"), true)
 	}
 	for _, sess := range sessions {
-		<-sess.c.finished
+		select {
+		case <-sess.c.finished:
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			_ = sess.c.nc.Close() // stop flushing: the writer and reader end at once
+			<-sess.c.finished
+		}
 	}
 	s.wg.Wait()
 	return err

@@ -49,6 +49,9 @@ func (s *Session) SetValue(v any) {
 // State returns the connection's protocol state.
 func (s *Session) State() State { return s.c.state() }
 
+// Stats returns the session's counters.
+func (s *Session) Stats() Stats { return s.c.statsSnapshot() }
+
 // Err returns why the session ended, or nil while it is live.
 func (s *Session) Err() error { return s.c.err() }
 

@@ -1,0 +1,121 @@
+package sockhop
+
+import (
+	"io"
+	"sync/atomic"
+)
+
+// Stats counts what crossed one connection (Session.Stats), or every
+// connection a Client or Server has had, the ended ones included.
+// Counters only grow, except RequestsPending, which is a snapshot.
+type Stats struct {
+	// Messages decoded from the peer and queued for it, protocol messages
+	// (handshake, transition, ping, pong) included, by mode.
+	JSONMessagesIn, BinaryMessagesIn   uint64
+	JSONMessagesOut, BinaryMessagesOut uint64
+	// Bytes read from and written to the sockets.
+	BytesIn, BytesOut uint64
+
+	// RequestsPending is how many of our requests wait for a reply now.
+	RequestsPending int
+	// RequestsTimedOut: requests whose ctx ended before the reply came.
+	RequestsTimedOut uint64
+	// RequestsFailedByDisconnect: requests failed because the connection
+	// ended while they waited.
+	RequestsFailedByDisconnect uint64
+
+	// ProtocolErrors: messages from the peer that were skipped (undecodable,
+	// or a reply nobody waited for).
+	ProtocolErrors uint64
+	// SlowConsumerCuts: connections closed because the peer did not read
+	// what was queued for it (queue over MaxQueueBytes on a broadcast or a
+	// control reply, or a write longer than WriteTimeout).
+	SlowConsumerCuts uint64
+	// LimitViolations: a message over MaxMessageSize or MaxPreHandshakeSize,
+	// more than MaxProtocolErrors, MaxPendingRequests or MaxConnections.
+	LimitViolations uint64
+	// GuardedTransitions: our switches to binary mode whose first frames
+	// were held back for a peer that may be Node (PROTOCOL.md 14.1).
+	GuardedTransitions uint64
+
+	// Connections: connections opened (accepted by a server; dialled by a
+	// client, reconnections included).
+	Connections uint64
+	// Reconnects: connections a client's reconnect loop made.
+	Reconnects uint64
+	// BufferDropped: messages a client held while reconnecting
+	// (ReconnectBufferSize) that were never sent: Close came first,
+	// reconnecting gave up, or the new connection refused them.
+	BufferDropped uint64
+}
+
+// add adds o's counters to s (RequestsPending too).
+func (s *Stats) add(o Stats) {
+	s.JSONMessagesIn += o.JSONMessagesIn
+	s.BinaryMessagesIn += o.BinaryMessagesIn
+	s.JSONMessagesOut += o.JSONMessagesOut
+	s.BinaryMessagesOut += o.BinaryMessagesOut
+	s.BytesIn += o.BytesIn
+	s.BytesOut += o.BytesOut
+	s.RequestsPending += o.RequestsPending
+	s.RequestsTimedOut += o.RequestsTimedOut
+	s.RequestsFailedByDisconnect += o.RequestsFailedByDisconnect
+	s.ProtocolErrors += o.ProtocolErrors
+	s.SlowConsumerCuts += o.SlowConsumerCuts
+	s.LimitViolations += o.LimitViolations
+	s.GuardedTransitions += o.GuardedTransitions
+	s.Connections += o.Connections
+	s.Reconnects += o.Reconnects
+	s.BufferDropped += o.BufferDropped
+}
+
+// connStats are one connection's live counters.
+type connStats struct {
+	jsonIn, binIn, jsonOut, binOut atomic.Uint64
+	bytesIn, bytesOut              atomic.Uint64
+	timedOut, failedByDisconnect   atomic.Uint64
+	protoErrors, slowCuts, limits  atomic.Uint64
+	guarded                        atomic.Uint64
+}
+
+func (c *conn) statsSnapshot() Stats {
+	st := &c.stats
+	return Stats{
+		JSONMessagesIn:             st.jsonIn.Load(),
+		BinaryMessagesIn:           st.binIn.Load(),
+		JSONMessagesOut:            st.jsonOut.Load(),
+		BinaryMessagesOut:          st.binOut.Load(),
+		BytesIn:                    st.bytesIn.Load(),
+		BytesOut:                   st.bytesOut.Load(),
+		RequestsPending:            c.pendingCount(),
+		RequestsTimedOut:           st.timedOut.Load(),
+		RequestsFailedByDisconnect: st.failedByDisconnect.Load(),
+		ProtocolErrors:             st.protoErrors.Load(),
+		SlowConsumerCuts:           st.slowCuts.Load(),
+		LimitViolations:            st.limits.Load(),
+		GuardedTransitions:         st.guarded.Load(),
+		Connections:                1,
+	}
+}
+
+// countOut counts one queued message in the current transmit mode; the
+// caller holds wmu.
+func (c *conn) countOut() {
+	if c.txBinary {
+		c.stats.binOut.Add(1)
+	} else {
+		c.stats.jsonOut.Add(1)
+	}
+}
+
+// countingReader counts the bytes the decoder reads from the socket.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(uint64(n))
+	return n, err
+}
