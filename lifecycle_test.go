@@ -44,7 +44,7 @@ func rawListener(t *testing.T) (addr string, conns <-chan net.Conn) {
 // fail with ErrHandshakeTimeout and close the connection.
 func TestStartAgainstSilentPeer(t *testing.T) {
 	addr, conns := rawListener(t)
-	c := NewClient(ClientOptions{Addr: addr, ConnOptions: fastOpts()})
+	c := NewClient(ClientOptions{Addr: addr, ConnOptions: silentOpts()})
 	defer c.Close()
 	begin := time.Now()
 	err := c.Start(testCtx(t))
@@ -67,7 +67,7 @@ func TestStartAgainstSilentPeer(t *testing.T) {
 func TestConnectToOneXStaysJSON(t *testing.T) {
 	addr, conns := rawListener(t)
 	hs := make(chan error, 1)
-	c := NewClient(ClientOptions{Addr: addr, ConnOptions: fastOpts(),
+	c := NewClient(ClientOptions{Addr: addr, ConnOptions: silentOpts(),
 		OnHandshake: func(c *Client, ok bool, err error) { hs <- err }})
 	defer c.Close()
 	noErr(t, c.Connect(testCtx(t)))
@@ -94,10 +94,10 @@ func TestConnectToOneXStaysJSON(t *testing.T) {
 func TestCompatibilityClient(t *testing.T) {
 	tr := transports[0]
 	hs := make(chan error, 1)
-	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts(),
+	srv := startServer(t, tr, ServerOptions{ConnOptions: silentOpts(),
 		OnHandshake: func(s *Session, ok bool, err error) { hs <- err }})
 	srv.Handle("String", func(ctx context.Context, m *Message) error { return m.Reply(ctx, "pong") })
-	o := ClientOptions{ConnOptions: fastOpts()}
+	o := ClientOptions{ConnOptions: silentOpts()}
 	o.CompatibilityMode = true
 	errorIs(t, NewClient(o).Start(testCtx(t)), &Error{Code: CodeHandshakeCompatibilityMode})
 	c := startClient(t, tr, srv, o)

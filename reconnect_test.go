@@ -228,11 +228,12 @@ func TestReconnectBuffer(t *testing.T) {
 // (a 1.x server came back in place of ours) is dropped and retried until a
 // 2.x server answers.
 func TestRequireHandshake(t *testing.T) {
-	compat := ServerOptions{ConnOptions: fastOpts()}
+	compat := ServerOptions{ConnOptions: silentOpts()}
 	compat.CompatibilityMode = true
 	r := newRestartable(t, ServerOptions{ConnOptions: fastOpts()}, func(ctx context.Context, m *Message) error { return nil })
 	failures := make(chan error, 16)
 	o := reconnectOpts(r.addr)
+	o.HandshakeTimeout = 300 * time.Millisecond
 	o.RequireHandshake = true
 	o.OnReconnect = func(c *Client, n int, err error, next time.Duration) { failures <- err }
 	c := NewClient(o)

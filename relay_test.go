@@ -1,0 +1,107 @@
+package sockhop
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// relay is a TCP proxy for fault tests: it forwards both directions between
+// the connections it accepts and a target, optionally cutting every
+// forwarded read into pieces of at most split bytes, or swallowing
+// everything (blackhole) while keeping the connections open.
+type relay struct {
+	ln        net.Listener
+	target    string
+	split     int
+	blackhole atomic.Bool
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	conns     []net.Conn
+}
+
+func newRelay(t *testing.T, target string, split int) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	noErr(t, err)
+	r := &relay{ln: ln, target: target, split: split}
+	r.wg.Add(1)
+	go r.accept()
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+func (r *relay) accept() {
+	defer r.wg.Done()
+	for {
+		in, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.DialTimeout("tcp", r.target, time.Second)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		r.mu.Lock()
+		r.conns = append(r.conns, in, out)
+		r.mu.Unlock()
+		r.wg.Add(2)
+		go r.pipe(in, out)
+		go r.pipe(out, in)
+	}
+}
+
+// pipe copies src to dst until either side fails, then closes both.
+func (r *relay) pipe(src, dst net.Conn) {
+	defer r.wg.Done()
+	defer src.Close()
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !r.blackhole.Load() {
+			b := buf[:n]
+			for len(b) > 0 {
+				k := len(b)
+				if r.split > 0 && k > r.split {
+					k = r.split
+				}
+				if _, werr := dst.Write(b[:k]); werr != nil {
+					return
+				}
+				b = b[k:]
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				if tc, ok := dst.(*net.TCPConn); ok {
+					tc.CloseWrite()
+					continue
+				}
+			}
+			return
+		}
+	}
+}
+
+// cut closes every relayed connection, as a network failure would.
+func (r *relay) cut() {
+	r.mu.Lock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
+	r.mu.Unlock()
+}
+
+func (r *relay) close() {
+	r.ln.Close()
+	r.cut()
+	r.wg.Wait()
+}
