@@ -80,7 +80,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 		writeDone: make(chan struct{}),
 		finished:  make(chan struct{}),
 	}
-	c.dec = wire.NewDecoder(countingReader{nc, &c.stats.bytesIn}, []byte(o.RxTerminator), o.MaxMessageSize)
+	c.dec = wire.NewDecoder(countingReader{nc, &c.stats.bytesIn, o.IdleTimeout}, []byte(o.RxTerminator), o.MaxMessageSize)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.writeState.init()
 	c.pendingTable.init()

@@ -33,6 +33,7 @@ const (
 	CodePingTimeout                 = "ERR_PING_TIMEOUT"
 	CodeSlowConsumer                = "ERR_SLOW_CONSUMER"
 	CodeBadOption                   = "ERR_BAD_OPTION"
+	CodeIdle                        = "ERR_IDLE"
 )
 
 // Error is the error type of this package. Code is one of the Code*

@@ -158,11 +158,13 @@ func (c *conn) finishHandshake(ok bool, err error) {
 	if c.o.CompatibilityMode || c.isDone() {
 		return
 	}
-	if !ok {
-		c.log.Info("sockhop: handshake failed; staying in JSON mode", "peer", c.remote(), "err", err.Error())
-	}
 	if c.hooks.handshake != nil {
 		c.hooks.handshake(ok, err)
+	}
+	if !ok && c.o.DropFailedHandshake {
+		c.close(newError(CodeHandshakeTimeout, "peer "+c.remote()+" did not complete the handshake; connection dropped (DropFailedHandshake)", err), false)
+	} else if !ok {
+		c.log.Info("sockhop: handshake failed; staying in JSON mode", "peer", c.remote(), "err", err.Error())
 	}
 }
 

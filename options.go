@@ -82,6 +82,17 @@ type ConnOptions struct {
 	// connection is initialised; four pings in a row without an answer end
 	// the connection (PROTOCOL.md 7.3). Default off, as in the reference.
 	PingInterval time.Duration
+	// IdleTimeout, when positive, closes a connection on which nothing at
+	// all arrived for that long (default off). With PingInterval set, a
+	// live peer's pongs keep it open; it bounds silent and slowloris peers
+	// that never finish a message.
+	IdleTimeout time.Duration
+	// DropFailedHandshake closes a connection whose handshake fails
+	// instead of carrying on in JSON mode as the reference does. Set it
+	// where every peer is a 2.x Sockhop or this library: it cuts off
+	// connections that never handshake within HandshakeTimeout (silent
+	// peers, port scanners), but also every 1.x peer.
+	DropFailedHandshake bool
 	// Logger receives the library's records (nil: discarded).
 	Logger *slog.Logger
 }
@@ -123,10 +134,14 @@ func (o *ConnOptions) setDefaults() error {
 		"MaxMessageSize": int64(o.MaxMessageSize), "MaxPreHandshakeSize": int64(o.MaxPreHandshakeSize),
 		"MaxQueueBytes": int64(o.MaxQueueBytes), "MaxConcurrentRequests": int64(o.MaxConcurrentRequests),
 		"MaxPendingRequests": int64(o.MaxPendingRequests), "PingInterval": int64(o.PingInterval),
+		"IdleTimeout": int64(o.IdleTimeout),
 	} {
 		if v < 0 {
 			return newError(CodeBadOption, fmt.Sprintf("option %s is negative (%d); use 0 for the default", name, v), nil)
 		}
+	}
+	if o.CompatibilityMode && o.DropFailedHandshake {
+		return newError(CodeHandshakeCompatibilityMode, "DropFailedHandshake needs a handshake, and compatibility mode has none", nil)
 	}
 	if o.MaxPreHandshakeSize > o.MaxMessageSize {
 		o.MaxPreHandshakeSize = o.MaxMessageSize

@@ -1,8 +1,10 @@
 package sockhop
 
 import (
-	"io"
+	"fmt"
+	"net"
 	"sync/atomic"
+	"time"
 )
 
 // Stats counts what crossed one connection (Session.Stats), or every
@@ -108,14 +110,22 @@ func (c *conn) countOut() {
 	}
 }
 
-// countingReader counts the bytes the decoder reads from the socket.
+// countingReader counts the bytes the decoder reads from the socket and,
+// with an idle timeout, gives each read a deadline.
 type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
+	r    net.Conn
+	n    *atomic.Uint64
+	idle time.Duration
 }
 
 func (cr countingReader) Read(p []byte) (int, error) {
+	if cr.idle > 0 {
+		_ = cr.r.SetReadDeadline(time.Now().Add(cr.idle))
+	}
 	n, err := cr.r.Read(p)
 	cr.n.Add(uint64(n))
+	if err != nil && cr.idle > 0 && isTimeout(err) {
+		err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", cr.idle), err)
+	}
 	return n, err
 }
