@@ -4,18 +4,24 @@ FUZZTIME ?= 5s
 # Every fuzz target, as package:Target. A new target must be listed here so CI runs it.
 FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go 2>/dev/null | sed 's/func //')
 
-.PHONY: test check unit fuzz interop-deps bench demo
+.PHONY: test check unit load fuzz interop-deps bench demo
 
-test: check unit fuzz
+test: check unit load fuzz
 
 # Formatting and vet: cheap, so first.
 check:
 	@out=$$(gofmt -l . | grep -v node_modules); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Every test under the race detector, in random order.
+# Every test under the race detector, in random order; load tests apart.
 unit: interop-deps
-	$(GO) test -race -shuffle=on -timeout 15m ./...
+	$(GO) test -race -shuffle=on -timeout 15m -skip '^TestLoad' ./...
+
+# Load tests (TestLoad*): no race detector, one package at a time, since
+# their figures mean nothing otherwise. SOCKHOP_LOAD_SECS=60 for the long run.
+load:
+	$(GO) test -count 1 -p 1 -run '^TestLoad' -v ./...
+
 
 # A short run of each fuzz target (the seed corpus already runs in `unit`).
 fuzz:

@@ -1,0 +1,6 @@
+//go:build !race
+
+package sockhop
+
+// raceEnabled tells load tests that the race detector is on.
+const raceEnabled = false
