@@ -100,7 +100,7 @@ type connFlags struct {
 }
 
 func (f *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", sockhop.DefaultAddr, "TCP `HOST:PORT` (port 0 picks a free port when serving)")
+	fs.StringVar(&f.addr, "addr", sockhop.DefaultAddr, "TCP address `HOST:PORT` (serve: port 0 picks a free port)")
 	fs.StringVar(&f.unix, "unix", "", "Unix socket `PATH`, instead of --addr")
 	fs.BoolVar(&f.compat, "compat", false, "compatibility mode: act like Sockhop 1.x (no handshake, JSON only)")
 	fs.BoolVar(&f.noBinary, "no-binary", false, "never request or grant binary mode (JSON lines only)")

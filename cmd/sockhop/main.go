@@ -56,8 +56,7 @@ func main() {
 // run executes one command line and returns the exit code.
 func run(args []string, e *env) int {
 	if len(args) == 0 {
-		printMainUsage(e.stderr)
-		return 2
+		return fail(e, usageErrorf("no command given; run 'sockhop help' (commands: demo, serve, send, version, help)"))
 	}
 	name := args[0]
 	if name == "-h" || name == "-help" || name == "--help" {
