@@ -243,7 +243,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			_ = nc.Close()
-			return nil, fmt.Errorf("sockhop: TLS handshake with %s: %w", addr, err)
+			return nil, newError(CodeTLSHandshake, fmt.Sprintf("TLS handshake with %s failed", addr), err)
 		}
 		nc = tc
 	}
@@ -365,8 +365,11 @@ func (c *Client) State() State {
 
 // Close ends the connection, flushing what was already queued first
 // (bounded by WriteTimeout), stops reconnecting, fails pending requests and
-// returns once every goroutine of the client has ended. Close is
+// returns once every goroutine of the client has ended. It returns an error
+// only when messages already accepted could not all be written. Close is
 // idempotent; afterwards every method returns an error matching ErrClosed.
+// Do not call it from the client's own handlers, which it would wait for:
+// use go c.Close() there.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -377,16 +380,20 @@ func (c *Client) Close() error {
 	close(c.stop)
 	cn := c.cur
 	c.mu.Unlock()
+	var err error
 	if cn != nil {
 		cn.close(errClosed("client"), true)
 		<-cn.finished
+		if cn.flushErr != nil {
+			err = newError(CodeSocketDestroyed, "closing: messages already queued were not all written", cn.flushErr)
+		}
 	}
 	c.wg.Wait()
 	c.mu.Lock()
 	held := c.buf.take()
 	c.mu.Unlock()
 	c.dropHeld(held, errClosed("client"))
-	return nil
+	return err
 }
 
 func sendValue(ctx context.Context, cn *conn, v any) error {

@@ -39,21 +39,27 @@ type conn struct {
 	handshakeState
 	pingState
 
-	inbox  chan *Message
+	inbox  *inbox
 	reqSem chan struct{}
 
 	ctx    context.Context // handed to handlers; cancelled on close
 	cancel context.CancelFunc
 
 	done      chan struct{} // closed when the close path starts
+	lifeMu    sync.Mutex    // orders start against a close that comes first
+	started   bool
 	closeOnce sync.Once
-	closeErr  error // why the connection ended (set before done is closed)
-	readDone  chan struct{}
-	writeDone chan struct{}
-	wg        sync.WaitGroup // every goroutine this conn started
-	finished  chan struct{}  // closed when all of them have ended
-	stats     connStats
-	retired   bool // its stats were added to the owner's totals (owner's lock)
+	flushErr  error // a graceful close's flush failed (set before writeDone)
+	// dispatchDone is closed when every handler has returned, so the end
+	// hooks run after the handlers of messages that arrived before the end.
+	dispatchDone chan struct{}
+	closeErr     error // why the connection ended (set before done is closed)
+	readDone     chan struct{}
+	writeDone    chan struct{}
+	wg           sync.WaitGroup // every goroutine this conn started
+	finished     chan struct{}  // closed when all of them have ended
+	stats        connStats
+	retired      bool // its stats were added to the owner's totals (owner's lock)
 }
 
 // connHooks are the events a conn reports to its owner. All may be nil.
@@ -73,12 +79,14 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 		log:       log,
 		server:    server,
 		txTerm:    []byte(o.Terminator),
-		inbox:     make(chan *Message, 64),
+		inbox:     newInbox(o.MaxInboxBytes),
 		reqSem:    make(chan struct{}, o.MaxConcurrentRequests),
 		done:      make(chan struct{}),
 		readDone:  make(chan struct{}),
 		writeDone: make(chan struct{}),
 		finished:  make(chan struct{}),
+
+		dispatchDone: make(chan struct{}),
 	}
 	c.dec = wire.NewDecoder(countingReader{nc, &c.stats.bytesIn, o.IdleTimeout}, []byte(o.RxTerminator), o.MaxMessageSize)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -96,17 +104,28 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 }
 
 // start launches the goroutines and, unless in compatibility mode, writes
-// our handshake.
+// our handshake. A conn closed before it started (a session closed from its
+// OnSessionStart hook) starts nothing.
 func (c *conn) start() {
-	c.wg.Add(3)
-	go c.readLoop()
-	go c.writeLoop()
-	go c.dispatchLoop()
+	c.lifeMu.Lock()
+	if c.isDone() {
+		c.lifeMu.Unlock()
+		return
+	}
+	c.started = true
+	c.lifeMu.Unlock()
+	// Our handshake is queued before the reader starts, so it is always the
+	// first line we write, even when the peer's handshake is already waiting
+	// to be answered (PROTOCOL.md 5.3).
 	if c.o.CompatibilityMode {
 		c.finishHandshake(false, nil)
 	} else {
 		c.sendHandshake()
 	}
+	c.wg.Add(3)
+	go c.readLoop()
+	go c.writeLoop()
+	go c.dispatchLoop()
 	if c.o.PingInterval > 0 {
 		c.wg.Add(1)
 		go c.pingLoop(c.o.PingInterval)
@@ -143,6 +162,21 @@ func (c *conn) close(reason error, graceful bool) {
 	c.closeOnce.Do(func() {
 		if reason == nil {
 			reason = errClosed("connection")
+		}
+		c.lifeMu.Lock()
+		started := c.started
+		if !started {
+			c.closeErr = reason
+			close(c.done)
+		}
+		c.lifeMu.Unlock()
+		if !started {
+			// Nothing runs yet, and start will not run anything now.
+			c.cancel()
+			_ = c.nc.Close()
+			close(c.dispatchDone)
+			close(c.finished)
+			return
 		}
 		c.closeErr = reason
 		if errors.Is(reason, &Error{Code: CodeSlowConsumer}) {
@@ -184,6 +218,7 @@ func (c *conn) closer(reason error, graceful bool) {
 		_ = c.nc.Close()
 	}
 	<-c.readDone
+	<-c.dispatchDone
 	c.finishHandshake(false, reason)
 	if c.hooks.closed != nil {
 		c.hooks.closed(reason)
@@ -205,6 +240,9 @@ func isAbnormal(err error) bool {
 
 // peerError classifies a read error: EOF and resets are the peer leaving.
 func peerError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return newError(CodeSocketDestroyed, "connection closed by peer in the middle of a message", err)
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
 		return newError(CodeSocketDestroyed, "connection closed by peer", nil)
 	}

@@ -13,6 +13,7 @@ import (
 func (c *conn) readLoop() {
 	defer c.wg.Done()
 	defer close(c.readDone)
+	defer c.inbox.close()
 	strikes := 0
 	for {
 		if l := int(c.limit.Load()); l != c.dec.Limit() {
@@ -98,40 +99,41 @@ func (c *conn) handle(m *wire.Message) {
 		}
 		return
 	}
-	msg := newMessage(c, m)
-	select {
-	case c.inbox <- msg:
-	case <-c.done:
-	}
+	c.inbox.push(newMessage(c, m), c.done)
 }
 
 // dispatchLoop runs handlers: plain messages one after another in arrival
 // order; requests each in a goroutine of their own, at most
 // MaxConcurrentRequests at once, so a slow request does not hold up the
 // rest while a handler may itself wait on a Request.
+//
+// It runs until the reader has ended and every message it queued was
+// handled: messages that arrived before the connection ended are delivered
+// even when the peer closed right after sending them. Handlers running
+// after the end see their ctx cancelled.
 func (c *conn) dispatchLoop() {
 	defer c.wg.Done()
+	var reqs sync.WaitGroup
+	defer func() {
+		reqs.Wait()
+		close(c.dispatchDone)
+	}()
 	for {
-		select {
-		case m := <-c.inbox:
-			if !m.IsRequest() {
-				c.run(m)
-				continue
-			}
-			select {
-			case c.reqSem <- struct{}{}:
-			case <-c.done:
-				return
-			}
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				defer func() { <-c.reqSem }()
-				c.run(m)
-			}()
-		case <-c.done:
+		m, ok := c.inbox.pop()
+		if !ok {
 			return
 		}
+		if !m.IsRequest() {
+			c.run(m)
+			continue
+		}
+		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
+		reqs.Add(1)
+		go func() {
+			defer reqs.Done()
+			defer func() { <-c.reqSem }()
+			c.run(m)
+		}()
 	}
 }
 

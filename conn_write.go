@@ -107,7 +107,7 @@ func (c *conn) sendControl(m *wire.Message) {
 		c.wmu.Unlock()
 		return
 	}
-	if len(c.out)+encodedSize(m) > c.o.MaxQueueBytes {
+	if len(c.out) > 0 && len(c.out)+encodedSize(m) > c.o.MaxQueueBytes {
 		c.wmu.Unlock()
 		c.close(newError(CodeSlowConsumer, fmt.Sprintf("peer %s does not read what it asks for: outbound queue passed MaxQueueBytes (%d)", c.remote(), c.o.MaxQueueBytes), nil), false)
 		return
@@ -230,6 +230,7 @@ func (c *conn) writeLoop() {
 
 		if len(batch) > 0 {
 			if err := c.write(batch); err != nil {
+				c.flushErr = err // read after writeDone is closed
 				c.close(err, false)
 				return
 			}

@@ -34,6 +34,8 @@ const (
 	CodeSlowConsumer                = "ERR_SLOW_CONSUMER"
 	CodeBadOption                   = "ERR_BAD_OPTION"
 	CodeIdle                        = "ERR_IDLE"
+	CodeTLSHandshake                = "ERR_TLS_HANDSHAKE"
+	CodeReservedType                = "ERR_RESERVED_TYPE"
 )
 
 // Error is the error type of this package. Code is one of the Code*
@@ -84,6 +86,14 @@ var (
 	ErrQueueFull = &Error{Code: CodeQueueFull, Msg: "outbound queue full"}
 	// ErrAlreadyReplied: Reply called twice for one request.
 	ErrAlreadyReplied = &Error{Code: CodeAlreadyReplied, Msg: "request already answered"}
+	// ErrPingTimeout: the peer answered none of the last four pings.
+	ErrPingTimeout = &Error{Code: CodePingTimeout, Msg: "peer answered none of the last 4 pings"}
+	// ErrSlowConsumer: the peer did not read what was queued for it.
+	ErrSlowConsumer = &Error{Code: CodeSlowConsumer, Msg: "slow consumer"}
+	// ErrIdle: nothing arrived for IdleTimeout.
+	ErrIdle = &Error{Code: CodeIdle, Msg: "idle"}
+	// ErrTLSHandshake: a TLS handshake failed (the cause is wrapped).
+	ErrTLSHandshake = &Error{Code: CodeTLSHandshake, Msg: "TLS handshake failed"}
 	// ErrNotRequest: Reply on a message whose sender did not ask for one.
 	ErrNotRequest = &Error{Code: CodeNotRequest, Msg: "message is not a request; only requests can be answered"}
 )

@@ -150,18 +150,30 @@ func Example_sessionVerification() {
 // Handshake events: hooks report the outcome and each direction's switch
 // to binary mode (Node: the handshake and binary_mode:rx/tx events).
 func Example_handshakeEvents() {
-	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	type outcome struct {
+		ok   bool
+		peer string
+		tx   bool
+	}
+	done := make(chan outcome, 1)
+	srv := sockhop.NewServer(sockhop.ServerOptions{
+		Addr: "127.0.0.1:0",
+		OnHandshake: func(s *sockhop.Session, ok bool, err error) {
+			st := s.State()
+			done <- outcome{ok, st.PeerVersion, st.TxBinary}
+		},
+	})
 	hs := make(chan bool, 1)
-	_, done := pair(srv, sockhop.ClientOptions{
+	_, stop := pair(srv, sockhop.ClientOptions{
 		OnHandshake: func(c *sockhop.Client, ok bool, err error) { hs <- ok },
 	})
-	defer done()
-	fmt.Println("handshake ok:", <-hs)
-	s := srv.Sessions()[0].State()
-	fmt.Println("peer library:", s.PeerVersion == sockhop.Version, "server tx binary:", s.TxBinary)
+	defer stop()
+	fmt.Println("client handshake ok:", <-hs)
+	o := <-done
+	fmt.Println("server handshake ok:", o.ok, "peer is this library:", o.peer == sockhop.Version, "server sends binary:", o.tx)
 	// Output:
-	// handshake ok: true
-	// peer library: true server tx binary: true
+	// client handshake ok: true
+	// server handshake ok: true peer is this library: true server sends binary: true
 }
 
 // Talking to a Sockhop 1.x peer, which has no handshake and no binary mode:

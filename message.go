@@ -133,6 +133,9 @@ func (m *Message) reply(ctx context.Context, body wire.Message) error {
 }
 
 func checkTyped(typ string) error {
+	if err := checkTypeName(typ); err != nil {
+		return err
+	}
 	if typ == wire.TypeBuffer {
 		return newError(CodeSendTypedBufferInvalidType, `a typed buffer cannot have type "Buffer"; send the []byte with Send for a raw Buffer`, nil)
 	}

@@ -22,6 +22,7 @@ const (
 	DefaultMaxMessageSize        = wire.DefaultMaxMessage
 	DefaultMaxPreHandshakeSize   = 64 << 10
 	DefaultMaxQueueBytes         = 8 << 20
+	DefaultMaxInboxBytes         = 8 << 20
 	DefaultWriteTimeout          = 10 * time.Second
 	DefaultMaxConcurrentRequests = 256
 	DefaultMaxPendingRequests    = 10000
@@ -61,6 +62,10 @@ type ConnOptions struct {
 	// MaxQueueBytes bounds the bytes queued for writing (default 8 MiB).
 	// Send blocks while the queue is full until its ctx ends.
 	MaxQueueBytes int
+	// MaxInboxBytes bounds received messages waiting for their handlers
+	// (default 8 MiB). Past it the reader stops reading until handlers
+	// catch up, which pushes back on the peer through TCP.
+	MaxInboxBytes int
 	// WriteTimeout is how long one write to the socket may take before the
 	// peer is cut off as a slow consumer (default 10 s).
 	WriteTimeout time.Duration
@@ -114,6 +119,7 @@ func (o *ConnOptions) setDefaults() error {
 	defInt(&o.MaxMessageSize, DefaultMaxMessageSize)
 	defInt(&o.MaxPreHandshakeSize, DefaultMaxPreHandshakeSize)
 	defInt(&o.MaxQueueBytes, DefaultMaxQueueBytes)
+	defInt(&o.MaxInboxBytes, DefaultMaxInboxBytes)
 	defInt(&o.MaxConcurrentRequests, DefaultMaxConcurrentRequests)
 	defInt(&o.MaxPendingRequests, DefaultMaxPendingRequests)
 	defInt(&o.MaxProtocolErrors, DefaultMaxProtocolErrors)
@@ -132,7 +138,7 @@ func (o *ConnOptions) setDefaults() error {
 	for name, v := range map[string]int64{
 		"HandshakeTimeout": int64(o.HandshakeTimeout), "WriteTimeout": int64(o.WriteTimeout),
 		"MaxMessageSize": int64(o.MaxMessageSize), "MaxPreHandshakeSize": int64(o.MaxPreHandshakeSize),
-		"MaxQueueBytes": int64(o.MaxQueueBytes), "MaxConcurrentRequests": int64(o.MaxConcurrentRequests),
+		"MaxQueueBytes": int64(o.MaxQueueBytes), "MaxInboxBytes": int64(o.MaxInboxBytes), "MaxConcurrentRequests": int64(o.MaxConcurrentRequests),
 		"MaxPendingRequests": int64(o.MaxPendingRequests), "PingInterval": int64(o.PingInterval),
 		"IdleTimeout": int64(o.IdleTimeout),
 	} {

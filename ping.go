@@ -53,10 +53,30 @@ func (c *conn) pingLoop(interval time.Duration) {
 		}
 		c.sendControl(&wire.Message{Type: wire.TypePing, Data: wire.MarshalPing(id, timeNow())})
 		if dead {
-			c.closeDead(interval)
+			c.closeDeadAfterFlush(interval)
 			return
 		}
 	}
+}
+
+// deadFlushMax bounds how long a server waits for its last ping to be
+// written before it cuts a dead peer off.
+const deadFlushMax = 100 * time.Millisecond
+
+// closeDeadAfterFlush is the server's cut: the 4th ping, just queued, must
+// reach the peer before the FIN, as the reference's does (an abrupt close
+// races the writer and usually loses it). A graceful close lets the writer
+// flush it; the peer being dead, the flush gets at most deadFlushMax (not
+// WriteTimeout) and the wait for the peer's FIN is skipped.
+func (c *conn) closeDeadAfterFlush(interval time.Duration) {
+	c.close(newError(CodePingTimeout, "peer "+c.remote()+" answered none of the last 4 pings (interval "+interval.String()+"); connection closed as dead", nil), true)
+	t := time.NewTimer(min(interval, deadFlushMax))
+	select {
+	case <-c.writeDone:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = c.nc.Close()
 }
 
 func (c *conn) closeDead(interval time.Duration) {

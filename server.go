@@ -256,7 +256,7 @@ func (s *Server) startSession(nc net.Conn) {
 		if err != nil {
 			_ = nc.Close()
 			s.o.Logger.Info("sockhop: TLS handshake failed", "peer", nc.RemoteAddr().String(), "err", err.Error())
-			s.report(nil, fmt.Errorf("sockhop: TLS handshake with %s: %w", nc.RemoteAddr(), err))
+			s.report(nil, newError(CodeTLSHandshake, fmt.Sprintf("TLS handshake with %s failed", nc.RemoteAddr()), err))
 			return
 		}
 	}

@@ -80,9 +80,10 @@ func (s *Session) RequestTyped(ctx context.Context, typ string, b []byte) (*Mess
 	return s.c.request(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
 }
 
-// Close ends the session, flushing what was queued first, and returns when
-// its goroutines have ended. Calling it from one of the session's own
-// handlers does not wait (a handler cannot wait for itself).
+// Close starts ending the session: what was queued is flushed (bounded by
+// WriteTimeout), then the connection is closed. It does not wait, so it is
+// safe to call from the session's own handlers and hooks; use Wait to know
+// when the session's goroutines have ended.
 func (s *Session) Close() error {
 	s.c.close(errClosed("session"), true)
 	return nil

@@ -123,6 +123,9 @@ func encodeValue(v any) (wire.Message, error) {
 		return m, newError(CodeBadData, fmt.Sprintf("cannot send a nil %T", v), nil)
 	}
 	m.Type = TypeName(v)
+	if err := checkTypeName(m.Type); err != nil {
+		return m, err
+	}
 	if raw, ok := v.(json.RawMessage); ok && m.Type == "" {
 		return m, newError(CodeBadData, fmt.Sprintf("cannot send raw JSON %.20q without a type name; wrap it in Named", raw), nil)
 	}
@@ -134,7 +137,21 @@ func encodeValue(v any) (wire.Message, error) {
 	return m, nil
 }
 
+// checkTypeName refuses the four type names a 2.x peer reserves for the
+// protocol (PROTOCOL.md 2.3): a message sent under one would be taken as a
+// handshake, transition, ping or pong.
+func checkTypeName(typ string) error {
+	m := wire.Message{Type: typ, HasType: true}
+	if m.Reserved() {
+		return newError(CodeReservedType, fmt.Sprintf("type name %q is reserved for the Sockhop protocol; choose another", typ), nil)
+	}
+	return nil
+}
+
 func encodeNamed(n *Named) (wire.Message, error) {
+	if err := checkTypeName(n.Type); err != nil {
+		return wire.Message{}, err
+	}
 	if _, isBytes := n.Data.([]byte); isBytes {
 		return wire.Message{}, newError(CodeBadData, "Named cannot carry []byte; use SendTyped for a typed buffer", nil)
 	}
