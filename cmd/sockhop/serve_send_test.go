@@ -287,11 +287,9 @@ func writeCert(t *testing.T) (certFile, keyFile string) {
 // TestMessagesBeforeEOF expects serve to report every plain message that
 // arrived before the sender's FIN: many lines from stdin, and single
 // messages from --compat clients (no handshake, so the FIN follows at
-// once). It fails with the library as it is: conn.dispatchLoop
-// (conn_read.go) returns on done without draining inbox, which lost 1-3% of
-// 2,000 lines, and now and then the only message of a --compat send.
+// once). It caught the library's dispatcher returning on close without
+// draining what it had read, which lost 1-3% of 2,000 lines.
 func TestMessagesBeforeEOF(t *testing.T) {
-	t.Skip("library bug: conn.dispatchLoop drops messages read before the peer's FIN; enable once fixed")
 	const n = 500
 	p := startServe(t, "--addr", "127.0.0.1:0")
 	var in strings.Builder
