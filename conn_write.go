@@ -12,21 +12,55 @@ import (
 )
 
 // writeState is the write side of a conn. Messages are encoded by the
-// sending goroutine straight into out, under wmu, in the transmit mode of
-// that instant; the writer swaps out for an empty buffer and writes the
-// whole batch with one syscall.
+// sending goroutine, under wmu, in the transmit mode of that instant, into
+// the open segment; bytes shared by many connections (a broadcast) join the
+// queue as segments of their own, without a copy. The writer takes all the
+// segments queued and writes them with one writev.
 type writeState struct {
 	wmu      sync.Mutex
-	out      []byte
+	open     []byte   // owned buffer new messages are encoded into
+	segs     [][]byte // earlier segments, in order
+	owned    []bool   // owned[i]: segs[i] came from bufPool and may go back
+	queuedN  int      // bytes in segs and open
 	txBinary bool
 	closing  bool
 	// Set when our transition line was queued for a peer that may be Node:
-	// bytes past holdOff wait until holdUntil (PROTOCOL.md 5.5).
-	holdOff   int
+	// segments past holdSegs wait until holdUntil (PROTOCOL.md 5.5).
+	holdSegs  int
 	holdUntil time.Time
 	waiters   int
 	spaceCh   chan struct{} // closed and replaced when the queue drains
 	kick      chan struct{}
+}
+
+// Segment sizes: shared bytes shorter than sharedMin are copied into the
+// open segment (an iovec entry costs more than a small copy); a message
+// larger than largeMsg gets a segment of its own, sized exactly, so it is
+// copied once; pooled buffers are at most poolMax, so an idle connection
+// holds no write buffer at all.
+const (
+	sharedMin = 2 << 10
+	largeMsg  = 64 << 10
+	poolMax   = 256 << 10
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// seal ends the open segment; wmu held.
+func (w *writeState) seal() {
+	if len(w.open) > 0 {
+		w.segs = append(w.segs, w.open)
+		w.owned = append(w.owned, true)
+		w.open = nil
+	}
+}
+
+// openBuf returns the open segment, taking a pooled buffer if there is none.
+func (w *writeState) openBuf() []byte {
+	if w.open == nil {
+		w.open = (*bufPool.Get().(*[]byte))[:0]
+	}
+	return w.open
 }
 
 func (w *writeState) init() {
@@ -60,7 +94,7 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool) error {
 				return newError(CodeSerializeFailed, "cannot send in binary mode", err)
 			}
 		}
-		if len(c.out) == 0 || len(c.out)+encodedSize(m) <= c.o.MaxQueueBytes {
+		if c.queuedN == 0 || c.queuedN+encodedSize(m) <= c.o.MaxQueueBytes {
 			c.appendLocked(m)
 			c.wmu.Unlock()
 			c.wake()
@@ -95,7 +129,7 @@ func (c *conn) sendClosedErr() error {
 func (c *conn) queued() int {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return len(c.out)
+	return c.queuedN
 }
 
 // sendControl queues a message the reader produces by itself (pong,
@@ -107,7 +141,7 @@ func (c *conn) sendControl(m *wire.Message) {
 		c.wmu.Unlock()
 		return
 	}
-	if len(c.out) > 0 && len(c.out)+encodedSize(m) > c.o.MaxQueueBytes {
+	if c.queuedN > 0 && c.queuedN+encodedSize(m) > c.o.MaxQueueBytes {
 		c.wmu.Unlock()
 		c.close(newError(CodeSlowConsumer, fmt.Sprintf("peer %s does not read what it asks for: outbound queue passed MaxQueueBytes (%d)", c.remote(), c.o.MaxQueueBytes), nil), false)
 		return
@@ -133,13 +167,20 @@ func (c *conn) sendEncoded(enc *encodedPair) error {
 			return newError(CodeSerializeFailed, "cannot send in binary mode", enc.frameErr)
 		}
 	}
-	if len(c.out) > 0 && len(c.out)+len(b) > c.o.MaxQueueBytes {
+	if c.queuedN > 0 && c.queuedN+len(b) > c.o.MaxQueueBytes {
 		c.wmu.Unlock()
 		err := newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: outbound queue passed MaxQueueBytes (%d)", c.remote(), c.o.MaxQueueBytes), nil)
 		c.close(err, false)
 		return err
 	}
-	c.out = append(c.out, b...)
+	if len(b) < sharedMin {
+		c.open = append(c.openBuf(), b...)
+	} else {
+		c.seal()
+		c.segs = append(c.segs, b) // shared by every session: never modified
+		c.owned = append(c.owned, false)
+	}
+	c.queuedN += len(b)
 	c.countOut()
 	c.wmu.Unlock()
 	c.wake()
@@ -166,12 +207,28 @@ func encodedSize(m *wire.Message) int {
 }
 
 func (c *conn) appendLocked(m *wire.Message) {
-	if c.txBinary {
-		c.out, _ = wire.AppendFrame(c.out, m) // checked by the caller
+	if size := encodedSize(m); size > largeMsg {
+		c.seal()
+		seg := c.encode(make([]byte, 0, size), m)
+		c.segs = append(c.segs, seg)
+		c.owned = append(c.owned, false) // too big to pool
+		c.queuedN += len(seg)
 	} else {
-		c.out = wire.AppendJSONLine(c.out, m, c.txTerm)
+		n := len(c.open)
+		c.open = c.encode(c.openBuf(), m)
+		c.queuedN += len(c.open) - n
 	}
 	c.countOut()
+}
+
+// encode appends m in the current transmit mode; CheckFrame was done by the
+// caller.
+func (c *conn) encode(dst []byte, m *wire.Message) []byte {
+	if c.txBinary {
+		dst, _ = wire.AppendFrame(dst, m)
+		return dst
+	}
+	return wire.AppendJSONLine(dst, m, c.txTerm)
 }
 
 // switchToBinary queues our transition line and flips the transmit mode in
@@ -182,12 +239,15 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 		c.wmu.Unlock()
 		return false
 	}
-	c.out = wire.AppendJSONLine(c.out, &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, c.txTerm)
+	n := len(c.open)
+	c.open = wire.AppendJSONLine(c.openBuf(), &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, c.txTerm)
+	c.queuedN += len(c.open) - n
 	c.countOut()
 	c.txBinary = true
 	if peerMaybeNode && c.o.TransitionHold > 0 {
 		c.stats.guarded.Add(1)
-		c.holdOff = len(c.out)
+		c.seal() // the line ends a segment: the hold starts after it
+		c.holdSegs = len(c.segs)
 		c.holdUntil = time.Now().Add(c.o.TransitionHold)
 	}
 	c.wmu.Unlock()
@@ -199,28 +259,36 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 func (c *conn) writeLoop() {
 	defer c.wg.Done()
 	defer close(c.writeDone)
-	var spare []byte
+	var batch, owned [][]byte // reused between rounds
 	for {
 		select {
 		case <-c.kick:
 		case <-c.done:
 		}
 		c.wmu.Lock()
-		batch := c.out
+		c.seal()
+		batch, owned = batch[:0], owned[:0]
+		take := len(c.segs)
 		var holdFor time.Duration
-		if c.holdOff > 0 {
+		if c.holdSegs > 0 {
 			// Write up to and including the transition line now; the frames
 			// after it wait until the hold ends.
-			head := append(spare[:0], batch[:c.holdOff]...)
-			n := copy(batch, batch[c.holdOff:])
-			c.out = batch[:n]
-			batch = head
-			spare = nil
+			take = c.holdSegs
 			holdFor = time.Until(c.holdUntil)
-			c.holdOff = 0
-		} else {
-			c.out = spare[:0]
+			c.holdSegs = 0
 		}
+		for i, seg := range c.segs[:take] {
+			batch = append(batch, seg)
+			if c.owned[i] {
+				owned = append(owned, seg)
+			}
+			c.queuedN -= len(seg)
+		}
+		n := copy(c.segs, c.segs[take:])
+		clear(c.segs[n:])
+		c.segs = c.segs[:n]
+		copy(c.owned, c.owned[take:])
+		c.owned = c.owned[:n]
 		if c.waiters > 0 {
 			close(c.spaceCh)
 			c.spaceCh = make(chan struct{})
@@ -235,6 +303,14 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
+		for _, b := range owned {
+			if cap(b) <= poolMax {
+				b = b[:0]
+				bufPool.Put(&b)
+			}
+		}
+		clear(batch)
+		clear(owned)
 		if holdFor > 0 {
 			t := time.NewTimer(holdFor)
 			select {
@@ -244,14 +320,9 @@ func (c *conn) writeLoop() {
 			t.Stop()
 			c.wake()
 		}
-		if cap(batch) <= 1<<20 {
-			spare = batch[:0] // reuse; a huge batch buffer is left to the GC
-		} else {
-			spare = nil
-		}
 		if closing {
 			c.wmu.Lock()
-			empty := len(c.out) == 0
+			empty := c.queuedN == 0
 			c.wmu.Unlock()
 			if empty {
 				return
@@ -261,13 +332,36 @@ func (c *conn) writeLoop() {
 	}
 }
 
-func (c *conn) write(b []byte) error {
+// write writes the segments with one writev where the socket has it (TCP,
+// Unix), else as one buffer (TLS would make a record per segment).
+func (c *conn) write(segs [][]byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
-	n, err := c.nc.Write(b)
+	total := 0
+	for _, s := range segs {
+		total += len(s)
+	}
+	var n int64
+	var err error
+	switch c.nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		bufs := net.Buffers(segs)
+		n, err = bufs.WriteTo(c.nc)
+	default:
+		b := segs[0]
+		if len(segs) > 1 {
+			b = make([]byte, 0, total)
+			for _, s := range segs {
+				b = append(b, s...)
+			}
+		}
+		var k int
+		k, err = c.nc.Write(b)
+		n = int64(k)
+	}
 	c.stats.bytesOut.Add(uint64(n))
 	if err != nil {
 		if isTimeout(err) {
-			return newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: a write of %d bytes did not finish within WriteTimeout (%s)", c.remote(), len(b), c.o.WriteTimeout), err)
+			return newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: a write of %d bytes did not finish within WriteTimeout (%s)", c.remote(), total, c.o.WriteTimeout), err)
 		}
 		return newError(CodeSocketDestroyed, "write failed", err)
 	}

@@ -73,9 +73,10 @@ func startClient(t *testing.T, tr transport, srv *Server, o ClientOptions) *Clie
 	return c
 }
 
-// testCtx is a context that ends with the test or after 10 s.
+// testCtx is a context that ends with the test or after 30 s: a bound for
+// tests that hang, generous for a busy CI machine.
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
