@@ -1,9 +1,7 @@
 package sockhop
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -72,7 +70,7 @@ func TestLoadStalledConsumer(t *testing.T) {
 		return nil
 	})
 
-	stalled := stalledPeer(t, srv.Addr().String())
+	stalled := handshakeRaw(t, "tcp", srv.Addr().String(), 4<<10)
 	defer stalled.Close()
 
 	type result struct {
@@ -232,24 +230,6 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
-}
-
-// stalledPeer completes a JSON-mode handshake with the server by hand and
-// then never reads again, with a tiny receive buffer.
-func stalledPeer(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	raw, err := net.Dial("tcp", addr)
-	noErr(t, err)
-	raw.(*net.TCPConn).SetReadBuffer(4 << 10)
-	line, err := bufio.NewReader(raw).ReadBytes('\n')
-	noErr(t, err)
-	var hs struct {
-		ID string `json:"id"`
-	}
-	noErr(t, json.Unmarshal(line, &hs))
-	fmt.Fprintf(raw, `{"type":"Object","data":{"allow_binary_mode":false},"callback_id":%q}`+"\n", hs.ID)
-	fmt.Fprint(raw, `{"type":"SockhopHandshake","data":{"protocol_version":2,"library_version":"stalled","request_binary_mode":false},"id":"stalled-1"}`+"\n")
-	return raw
 }
 
 // vmHWM is the process's peak resident memory, from /proc.
