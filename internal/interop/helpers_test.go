@@ -145,13 +145,14 @@ type goClient struct {
 	in   *inbox
 	hs   chan hsResult
 	errs *errList
+	down chan error // OnDisconnect reasons
 }
 
 // newGoClient makes a client for the Node server at addr (TCP) or path,
 // with a short handshake timeout. Closed at cleanup.
 func newGoClient(t testing.TB, addr, path string, edit func(*sockhop.ClientOptions)) *goClient {
 	t.Helper()
-	c := &goClient{in: newInbox(), hs: make(chan hsResult, 64), errs: &errList{}}
+	c := &goClient{in: newInbox(), hs: make(chan hsResult, 64), errs: &errList{}, down: make(chan error, 64)}
 	o := sockhop.ClientOptions{
 		Addr:        addr,
 		Path:        path,
@@ -163,6 +164,12 @@ func newGoClient(t testing.TB, addr, path string, edit func(*sockhop.ClientOptio
 			}
 		},
 		OnError: func(_ *sockhop.Client, err error) { c.errs.add(err) },
+		OnDisconnect: func(_ *sockhop.Client, err error) {
+			select {
+			case c.down <- err:
+			default:
+			}
+		},
 	}
 	if edit != nil {
 		edit(&o)
@@ -205,7 +212,7 @@ func startNodeServer(t testing.TB, tr transport) (p *peer, addr, path string) {
 			args = []string{"--port", strconv.Itoa(port)}
 		}
 		p = startPeer(t, "server", args...)
-		ev := p.expect(`"listening" (or a bind error)`, func(e event) bool {
+		ev := p.expectWithin(readyTimeout, `"listening" (or a bind error)`, func(e event) bool {
 			return e.Event == "listening" || e.Event == "error"
 		})
 		if ev.Event == "listening" {
@@ -248,6 +255,38 @@ func (in *inbox) next(t testing.TB, what string) *sockhop.Message {
 		t.Fatalf("Go side received no %s within %s", what, waitTimeout)
 		return nil
 	}
+}
+
+// nextUnlessGone is next that fails at once when the connection ends
+// first (gone receives its reason).
+func (in *inbox) nextUnlessGone(t testing.TB, what string, gone <-chan error) *sockhop.Message {
+	t.Helper()
+	select {
+	case m := <-in.ch:
+		return m
+	case err := <-gone:
+		t.Fatalf("the connection ended before the Go side received %s: %v", what, err)
+	case <-time.After(waitTimeout):
+		t.Fatalf("Go side received no %s within %s", what, waitTimeout)
+	}
+	return nil
+}
+
+// sessionGone turns a session's end into a channel of its reason.
+func sessionGone(t testing.TB, sess *sockhop.Session) <-chan error {
+	ch := make(chan error, 1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-sess.Done():
+			ch <- sess.Err()
+		case <-stop:
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return ch
 }
 
 // empty fails if a message is waiting: nothing unexpected (such as a
@@ -367,8 +406,8 @@ func noError(t testing.TB, err error, what string) {
 	}
 }
 
-// ctx5 is a context bounded by waitTimeout.
-func ctx5(t testing.TB) context.Context {
+// testCtx is a context bounded by waitTimeout.
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
@@ -377,8 +416,8 @@ func ctx5(t testing.TB) context.Context {
 // hasHandshakeReceive reports whether the peer ever delivered a
 // SockhopHandshake to its application.
 func hasHandshakeReceive(p *peer) bool {
-	for _, l := range p.Transcript() {
-		if strings.Contains(l, `"event":"receive","type":"SockhopHandshake"`) {
+	for _, ev := range p.Transcript() {
+		if ev.Event == "receive" && ev.Type == "SockhopHandshake" {
 			return true
 		}
 	}

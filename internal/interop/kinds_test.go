@@ -2,7 +2,6 @@ package interop
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -185,7 +184,7 @@ func checkAtNode(t testing.TB, k goKind, ev event) {
 // the peer receives.
 func goSendsEveryKind(t *testing.T, p *peer, send func(ctx context.Context, v any) error) {
 	t.Helper()
-	ctx := ctx5(t)
+	ctx := testCtx(t)
 	for _, k := range goKinds {
 		noError(t, send(ctx, k.v), "Send "+k.name)
 	}
@@ -195,8 +194,9 @@ func goSendsEveryKind(t *testing.T, p *peer, send func(ctx context.Context, v an
 }
 
 // nodeRequestsGo has the peer send requests and checks the answers of
-// goAnswer as the peer's callback sees them.
-func nodeRequestsGo(t *testing.T, p *peer) {
+// goAnswer as the peer's callback sees them, and that the Go application
+// saw each as a request of the right type.
+func nodeRequestsGo(t *testing.T, p *peer, in *inbox) {
 	t.Helper()
 	type req struct {
 		cmd      map[string]any
@@ -236,13 +236,24 @@ func nodeRequestsGo(t *testing.T, p *peer) {
 			t.Errorf("request %d: reply bytes %v, want base64 %q", i+1, ev.Base64, r.b64)
 		}
 	}
+	seen := map[string]int{}
+	for range reqs {
+		m := in.next(t, "request")
+		if !m.IsRequest() {
+			t.Errorf("Go saw %v as a plain message", m)
+		}
+		seen[m.Type]++
+	}
+	if want := map[string]int{"Object": 1, "String": 1, "Number": 1, "Widget": 1, "Buffer": 1}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("Go saw requests of types %v, want %v", seen, want)
+	}
 }
 
 // goRequestsNode sends requests with request and checks the peer's
 // answers ({"echo": D, "type": T}, or the reversed bytes for a Buffer).
 func goRequestsNode(t *testing.T, request func(ctx context.Context, v any) (*sockhop.Message, error)) {
 	t.Helper()
-	ctx := ctx5(t)
+	ctx := testCtx(t)
 	cases := []struct {
 		v    any
 		data any // the echo at the Node side
@@ -302,6 +313,3 @@ func goRequestsNode(t *testing.T, request func(ctx context.Context, v any) (*soc
 		t.Error(err)
 	}
 }
-
-// b64 is shorthand for standard base64.
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 func setupNode() error {
 	for _, tool := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found on PATH (%v): the interop tests need Node.js 18+ and npm to run the real Sockhop 1.8.4 peer in %s; install them (e.g. apt-get install nodejs npm) and run again", tool, err, nodeDir)
+			return fmt.Errorf("%s not found on PATH (%v): the interop tests need Node.js 18+ and npm to run the real Sockhop 1.8.4 peer (internal/interop/node/peer.js); install them (e.g. apt-get install nodejs npm) and run again", tool, err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "sockhop", "package.json")); err == nil {

@@ -8,14 +8,21 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// waitTimeout bounds every wait for the peer or for the Go side.
-const waitTimeout = 5 * time.Second
+// waitTimeout bounds every wait for the peer or for the Go side; it is
+// generous because CI machines may be loaded (it only bounds failures).
+// readyTimeout bounds a peer's start: node, require("sockhop"), listen or
+// connect.
+const (
+	waitTimeout  = 10 * time.Second
+	readyTimeout = 20 * time.Second
+)
 
 // event is one line node/peer.js printed (see node/README.md).
 type event struct {
@@ -40,20 +47,27 @@ type peer struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	events chan event    // every event, in order; closed at stdout EOF
-	exited chan struct{} // closed once the process has been waited for
+	events chan event // every event, in order; closed at stdout EOF
+	// backlog: events read from events that no expect took yet (used by
+	// the test goroutine only).
+	backlog []event
+	exited  chan struct{} // closed once the process has been waited for
 
 	stderr lockedBuffer
 
 	mu         sync.Mutex
-	transcript []string // every stdout line
+	transcript []event // every stdout line, parsed
 	overflow   bool
+	bad        []string // problems found while reading stdout
 	waitErr    error
 	killed     bool
 
 	// allowErrors: "error" and "cmd_error" events are expected (or the
 	// peer was given up on), so cleanup does not fail the test for them.
 	allowErrors bool
+	// allowCodes: "error" events with these codes are expected (e.g. EPIPE
+	// when the Go side closes while the peer writes).
+	allowCodes []string
 }
 
 // startPeer runs `node peer.js role args...` and returns at once; wait
@@ -65,7 +79,7 @@ func startPeer(t testing.TB, role string, args ...string) *peer {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cmd := exec.CommandContext(ctx, "node", append([]string{"peer.js", role}, args...)...)
 	cmd.Dir = nodeDir
-	cmd.WaitDelay = waitTimeout
+	cmd.WaitDelay = 5 * time.Second
 	p := &peer{
 		t:      t,
 		name:   fmt.Sprintf("node %s %s", role, strings.Join(args, " ")),
@@ -106,12 +120,16 @@ func (p *peer) read(stdout io.Reader) {
 	for sc.Scan() {
 		line := sc.Text()
 		var ev event
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			ev = event{Event: "unparsable", Message: err.Error()}
-		}
+		err := json.Unmarshal([]byte(line), &ev)
 		ev.line = line
 		p.mu.Lock()
-		p.transcript = append(p.transcript, line)
+		p.transcript = append(p.transcript, ev)
+		if err != nil {
+			p.bad = append(p.bad, fmt.Sprintf("unparsable peer output %q: %v", line, err))
+		}
+		if ev.Event == "fatal" {
+			p.bad = append(p.bad, "1.8.4 crashed: "+line)
+		}
 		p.mu.Unlock()
 		select {
 		case p.events <- ev:
@@ -120,6 +138,12 @@ func (p *peer) read(stdout io.Reader) {
 			p.overflow = true
 			p.mu.Unlock()
 		}
+	}
+	if err := sc.Err(); err != nil {
+		p.mu.Lock()
+		p.bad = append(p.bad, fmt.Sprintf("reading the peer's stdout: %v", err))
+		p.mu.Unlock()
+		_, _ = io.Copy(io.Discard, stdout) // let it run to its end
 	}
 	close(p.events)
 	err := p.cmd.Wait()
@@ -130,10 +154,11 @@ func (p *peer) read(stdout io.Reader) {
 }
 
 // stop asks the peer to exit and waits for it, killing it after 5 s.
+// (peer.js exits within 1 s of the command on its own.)
 func (p *peer) stop() {
 	_, _ = io.WriteString(p.stdin, `{"cmd":"exit"}`+"\n")
 	_ = p.stdin.Close()
-	t := time.NewTimer(waitTimeout)
+	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
 	case <-p.exited:
@@ -151,15 +176,10 @@ func (p *peer) stop() {
 func (p *peer) check() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var bad []string
-	for _, line := range p.transcript {
-		switch {
-		case strings.Contains(line, `"event":"fatal"`):
-			bad = append(bad, "1.8.4 crashed: "+line)
-		case strings.Contains(line, `"event":"unparsable"`):
-			bad = append(bad, "unparsable peer output: "+line)
-		case !p.allowErrors && (strings.HasPrefix(line, `{"event":"error"`) || strings.HasPrefix(line, `{"event":"cmd_error"`)):
-			bad = append(bad, "unexpected error event: "+line)
+	bad := append([]string(nil), p.bad...)
+	for _, ev := range p.transcript {
+		if (ev.Event == "error" || ev.Event == "cmd_error") && !p.allowErrors && !slices.Contains(p.allowCodes, ev.Code) {
+			bad = append(bad, "unexpected error event: "+ev.line)
 		}
 	}
 	if p.overflow {
@@ -185,18 +205,18 @@ func (p *peer) log() string {
 func (p *peer) logLocked() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "--- %s stdout:\n", p.name)
-	for _, l := range p.transcript {
-		b.WriteString("    " + l + "\n")
+	for _, ev := range p.transcript {
+		b.WriteString("    " + ev.line + "\n")
 	}
 	fmt.Fprintf(&b, "--- stderr:\n%s", p.stderr.String())
 	return b.String()
 }
 
-// Transcript returns a copy of every line printed so far.
-func (p *peer) Transcript() []string {
+// Transcript returns every event printed so far.
+func (p *peer) Transcript() []event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.transcript...)
+	return append([]event(nil), p.transcript...)
 }
 
 // send writes one command line.
@@ -211,12 +231,24 @@ func (p *peer) send(cmd map[string]any) {
 	}
 }
 
-// expect returns the next event that matches, skipping others (they stay
-// in the transcript). It fails at once on a "fatal" event, on the peer's
-// exit, and after waitTimeout.
+// expect returns the oldest event not yet taken that matches: events
+// that did not match an earlier expect are kept (in order) for later ones,
+// as replies and receives may interleave in any order. It fails at once on
+// a "fatal" event, on the peer's exit, and after waitTimeout.
 func (p *peer) expect(what string, match func(event) bool) event {
 	p.t.Helper()
-	timer := time.NewTimer(waitTimeout)
+	return p.expectWithin(waitTimeout, what, match)
+}
+
+func (p *peer) expectWithin(limit time.Duration, what string, match func(event) bool) event {
+	p.t.Helper()
+	for i, ev := range p.backlog {
+		if match(ev) {
+			p.backlog = append(p.backlog[:i:i], p.backlog[i+1:]...)
+			return ev
+		}
+	}
+	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	for {
 		select {
@@ -230,8 +262,9 @@ func (p *peer) expect(what string, match func(event) bool) event {
 			if match(ev) {
 				return ev
 			}
+			p.backlog = append(p.backlog, ev)
 		case <-timer.C:
-			p.t.Fatalf("%s: no %s within %s\n%s", p.name, what, waitTimeout, p.log())
+			p.t.Fatalf("%s: no %s within %s\n%s", p.name, what, limit, p.log())
 		}
 	}
 }
@@ -278,7 +311,7 @@ func (p *peer) ready() {
 	if strings.Contains(p.name, " server ") {
 		want = "listening"
 	}
-	p.expectEvent(want)
+	p.expectWithin(readyTimeout, fmt.Sprintf("%q event", want), func(e event) bool { return e.Event == want })
 }
 
 // lockedBuffer is a bytes.Buffer safe for the exec copier and the test.

@@ -37,7 +37,7 @@ func TestGoServerNodeClient(t *testing.T) {
 			t.Run("NodeRequestsGo", func(t *testing.T) {
 				s := startGoServer(t, tr, nil)
 				p := startReady(t, "client", s.nodeArgs...)
-				nodeRequestsGo(t, p)
+				nodeRequestsGo(t, p, s.in)
 			})
 			t.Run("GoRequestsNode", func(t *testing.T) {
 				s := startGoServer(t, tr, nil)
@@ -45,6 +45,30 @@ func TestGoServerNodeClient(t *testing.T) {
 				sess := s.sessions(t, 1)[0]
 				goRequestsNode(t, sess.Request)
 				p.expectEvent("replied") // the peer answered at least once, and is still up
+			})
+			t.Run("CompatibilityModeServer", func(t *testing.T) {
+				s := startGoServer(t, tr, func(o *sockhop.ServerOptions) { o.CompatibilityMode = true })
+				p := startReady(t, "client", s.nodeArgs...)
+				p.send(map[string]any{"cmd": "send", "data": "hi"})
+				if m := s.in.next(t, `"hi"`); m.Type != "String" || string(m.JSON()) != `"hi"` {
+					t.Errorf("got %v %s", m, m.JSON())
+				}
+				sess := s.sessions(t, 1)[0]
+				noError(t, sess.Send(testCtx(t), "first"), "Send")
+				// One ordered stream: a handshake would have come before "first".
+				if ev := p.receives(1)[0]; string(ev.Data) != `"first"` || hasHandshakeReceive(p) {
+					t.Errorf("compatibility-mode server: Node got %s\n%s", ev.line, p.log())
+				}
+				if st := sess.State(); !st.HandshakeDone || st.HandshakeOK || st.TxBinary {
+					t.Errorf("state %+v", st)
+				}
+				goRequestsNode(t, sess.Request)
+				nodeRequestsGo(t, p, s.in)
+				select {
+				case r := <-s.hs:
+					t.Errorf("OnHandshake(%v, %v) in compatibility mode", r.ok, r.err)
+				default:
+				}
 			})
 			t.Run("ThreeClients", func(t *testing.T) { testServerThreeClients(t, tr) })
 			t.Run("LargeMessagesAfterHandshakeTimeout", func(t *testing.T) { testServerLarge(t, tr) })
@@ -97,7 +121,7 @@ func testServerHandshake(t *testing.T, tr transport) {
 	if m.Type != "Object" || !jsonEqual(m.JSON(), []byte(`{"after":true}`)) {
 		t.Errorf("after the timeout: got %v %s", m, m.JSON())
 	}
-	noError(t, sess.Send(ctx5(t), "back"), "Send")
+	noError(t, sess.Send(testCtx(t), "back"), "Send")
 	ev := p.receives(1)[0]
 	if ev.Type != "String" || string(ev.Data) != `"back"` {
 		t.Errorf("Node got %s", ev.line)
@@ -105,9 +129,9 @@ func testServerHandshake(t *testing.T, tr transport) {
 	// The echo answering our handshake went to the handshake, not to the
 	// application; no transition line was ever sent.
 	s.in.empty(t)
-	for _, l := range p.Transcript() {
-		if strings.Contains(l, "SockhopBinaryModeTransition") {
-			t.Errorf("Go sent a transition to a 1.x peer: %s", l)
+	for _, ev := range p.Transcript() {
+		if ev.Type == "SockhopBinaryModeTransition" {
+			t.Errorf("Go sent a transition to a 1.x peer: %s", ev.line)
 		}
 	}
 }
@@ -159,8 +183,14 @@ func testServerThreeClients(t *testing.T, tr transport) {
 		}
 	}
 
+	for range n * 5 {
+		if m := s.in.next(t, "request"); !m.IsRequest() {
+			t.Errorf("Go saw %v as a plain message", m)
+		}
+	}
+
 	// Go -> Node requests on each session, concurrently.
-	ctx := ctx5(t)
+	ctx := testCtx(t)
 	errs := make(chan error, n)
 	for i, sess := range byClient {
 		go func() {
@@ -201,21 +231,23 @@ func testServerThreeClients(t *testing.T, tr transport) {
 }
 
 // testServerLarge: once the handshake has timed out, messages far over
-// MaxPreHandshakeSize (64 KiB) travel both ways.
+// MaxPreHandshakeSize (64 KiB) travel both ways. The first message read
+// after the timeout matters: the reader may have been waiting for it since
+// before the timeout.
 func testServerLarge(t *testing.T, tr transport) {
 	s := startGoServer(t, tr, nil)
 	p := startReady(t, "client", s.nodeArgs...)
 	if r := s.handshake(t); r.ok {
 		t.Fatalf("handshake with 1.8.4 succeeded?")
 	}
+	sess := s.sessions(t, 1)[0]
 	big := strings.Repeat("0123456789abcdef", 200<<10/16) // 200 KiB
 	p.send(map[string]any{"cmd": "send", "data": big})
-	m := s.in.next(t, "200 KiB string")
+	m := s.in.nextUnlessGone(t, "a 200 KiB string sent after the handshake timed out", sessionGone(t, sess))
 	var got string
 	if err := m.Decode(&got); err != nil || got != big {
 		t.Errorf("Go got %d bytes (%v), want %d", len(got), err, len(big))
 	}
-	sess := s.sessions(t, 1)[0]
 	noError(t, sess.Send(context.Background(), big), "Send 200 KiB")
 	ev := p.receives(1)[0]
 	var at string

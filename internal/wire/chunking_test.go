@@ -74,3 +74,22 @@ func randomCuts(rng *rand.Rand, n int) []int {
 	}
 	return cuts
 }
+
+// stepReader returns b in reads of at most step bytes, then io.EOF. It does
+// not allocate, so allocation tests count the Decoder alone.
+type stepReader struct {
+	b         []byte
+	step, off int
+}
+
+func (r *stepReader) Read(p []byte) (int, error) {
+	if r.off == len(r.b) {
+		return 0, io.EOF
+	}
+	if len(p) > r.step {
+		p = p[:r.step]
+	}
+	n := copy(p, r.b[r.off:])
+	r.off += n
+	return n, nil
+}

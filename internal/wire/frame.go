@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -30,6 +31,11 @@ func CheckFrame(m *Message) error {
 		}
 		if m.ID == "" {
 			return &EncodeError{Msg: "callback id is empty"}
+		}
+		if strings.IndexByte(m.ID, 0) >= 0 {
+			// The receiver reads the id up to the first NUL (4.2): the
+			// peer would see another id, or none at all.
+			return &EncodeError{Msg: "callback id contains a NUL byte, which a binary frame reads as its end"}
 		}
 	}
 	if !m.Bytes && m.Data == nil {

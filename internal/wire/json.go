@@ -237,7 +237,10 @@ func appendCompactData(dst, data []byte) []byte {
 
 func appendID(dst []byte, m *Message) []byte {
 	if m.RawID != nil {
-		return append(dst, m.RawID...)
+		// A peer's non-string id is echoed as its JSON text, compacted like
+		// data: `[1,<LF>2]` read with a "\0" rx terminator must not cut our
+		// "\n" line in two.
+		return appendCompactData(dst, m.RawID)
 	}
 	return AppendString(dst, m.ID)
 }
@@ -270,7 +273,7 @@ func parseLine(line []byte, names *nameCache) (Message, error) {
 	}
 	var typ, data, rawID, rawCallbackID []byte
 	scanObject(trimmed, func(key, val []byte) {
-		switch unquoteKey(key) {
+		switch string(unquoteKey(key)) {
 		case "type":
 			typ = val
 		case "data":
@@ -387,15 +390,17 @@ func valueEnd(b []byte) int {
 	return i
 }
 
-// unquoteKey returns the text of a raw JSON string key; escapes are rare in
-// keys, so the common case does not allocate (the caller only compares).
-func unquoteKey(raw []byte) string {
+// unquoteKey returns the text of a raw JSON string key. Escapes are rare in
+// keys, so the common case returns the bytes between the quotes: the caller
+// compares with `switch string(...)`, which does not allocate, where
+// returning a string would allocate for every key of every line.
+func unquoteKey(raw []byte) []byte {
 	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1])
+		return raw[1 : len(raw)-1]
 	}
 	var s string
 	_ = json.Unmarshal(raw, &s) // raw is a valid JSON string
-	return s
+	return []byte(s)
 }
 
 // unquoteName decodes a raw JSON string value used as a type name,

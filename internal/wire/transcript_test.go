@@ -272,7 +272,7 @@ func transcriptChunkings(t *testing.T) int {
 func TestTranscriptFragmentation(t *testing.T) {
 	cases := transcriptCases(t)
 	random := transcriptChunkings(t)
-	var streams, offsets, chunkings int
+	var streams, offsets, chunkings int // chunkings: 1-byte and random
 	for si, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			o := decodeOpts{term: c.term}
@@ -301,8 +301,9 @@ func TestTranscriptFragmentation(t *testing.T) {
 			streams++
 		})
 	}
-	t.Logf("%d streams (%d bytes in all): %d two-read cuts, 1-byte reads, %d random chunkings each (%d chunkings in all)",
-		streams, offsets-streams, offsets, random, chunkings)
+	t.Logf("%d streams, %d bytes: %d two-read cuts (every offset), 1-byte reads twice (io.EOF after / with the last byte) "+
+		"and %d seeded random chunkings per stream: %d readings compared with the whole-stream one",
+		streams, offsets-streams, offsets, random, offsets+chunkings)
 }
 
 // sameResult fails the test unless got and want are the same reading.
