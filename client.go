@@ -160,7 +160,10 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	ok, err := cn.handshakeResult()
 	if !ok {
-		cn.close(err, false)
+		// Gracefully: a 1.x peer may be writing to us right now, and a reset
+		// would make its write fail (an 'error' event a Node app may not
+		// listen for).
+		cn.close(err, true)
 		return err
 	}
 	return nil

@@ -8,7 +8,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
@@ -32,7 +31,6 @@ type conn struct {
 
 	dec    *wire.Decoder
 	txTerm []byte
-	limit  atomic.Int64 // receive limit the reader applies before each message
 
 	writeState
 	pendingTable
@@ -93,9 +91,8 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 	c.writeState.init()
 	c.pendingTable.init()
 	c.handshakeState.init()
-	c.limit.Store(int64(o.MaxMessageSize))
 	if !o.CompatibilityMode {
-		c.limit.Store(int64(o.MaxPreHandshakeSize))
+		c.dec.SetLimit(o.MaxPreHandshakeSize) // raised when the handshake ends
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true) // Go's default; said here because the writer coalesces anyway

@@ -16,9 +16,6 @@ func (c *conn) readLoop() {
 	defer c.inbox.close()
 	strikes := 0
 	for {
-		if l := int(c.limit.Load()); l != c.dec.Limit() {
-			c.dec.SetLimit(l)
-		}
 		m, err := c.dec.Next()
 		if err != nil {
 			var de *wire.DecodeError

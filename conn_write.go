@@ -369,7 +369,7 @@ func (c *conn) write(segs [][]byte) error {
 }
 
 func (c *conn) remote() string {
-	if a := c.nc.RemoteAddr(); a != nil && a.String() != "" {
+	if a := c.nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
 		return a.String()
 	}
 	return "unix"

@@ -152,9 +152,13 @@ func (c *conn) finishHandshake(ok bool, err error) {
 	if c.hsTimer != nil {
 		c.hsTimer.Stop()
 	}
-	close(c.hsDoneCh)
 	c.hsMu.Unlock()
-	c.limit.Store(int64(c.o.MaxMessageSize))
+	// Start waits on hsDoneCh: close it last, so that the outcome has been
+	// reported to the hook before Start returns (and closes the connection).
+	defer close(c.hsDoneCh)
+	// The reader may be waiting in the middle of a message with the
+	// pre-handshake limit: raise it now, not at the next message.
+	c.dec.SetLimit(c.o.MaxMessageSize)
 	if c.o.CompatibilityMode || c.isDone() {
 		return
 	}

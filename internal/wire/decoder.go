@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync/atomic"
 )
 
 // Default limits (shared/RELIABILITY.md).
@@ -36,7 +37,7 @@ const (
 type Decoder struct {
 	r      io.Reader
 	term   []byte
-	limit  int
+	limit  atomic.Int64 // the only field safe to set from another goroutine
 	binary bool
 
 	buf        []byte
@@ -58,19 +59,23 @@ func NewDecoder(r io.Reader, term []byte, limit int) *Decoder {
 	if limit <= 0 {
 		limit = DefaultMaxMessage
 	}
-	return &Decoder{r: r, term: term, limit: limit}
+	d := &Decoder{r: r, term: term}
+	d.limit.Store(int64(limit))
+	return d
 }
 
-// SetLimit changes the message size limit for messages not yet started.
+// SetLimit changes the message size limit from the next check on; it may
+// be called from another goroutine while Next is waiting for input (the
+// connection raises the limit when its handshake ends, on a timer).
 func (d *Decoder) SetLimit(n int) {
 	if n <= 0 {
 		n = DefaultMaxMessage
 	}
-	d.limit = n
+	d.limit.Store(int64(n))
 }
 
 // Limit returns the current message size limit.
-func (d *Decoder) Limit() int { return d.limit }
+func (d *Decoder) Limit() int { return int(d.limit.Load()) }
 
 // Binary reports whether the stream has switched to binary frames.
 func (d *Decoder) Binary() bool { return d.binary }
@@ -115,8 +120,8 @@ func (d *Decoder) nextLine() (Message, bool, error) {
 	i := bytes.Index(pending[from:], d.term)
 	if i < 0 {
 		d.scanned = len(pending)
-		if len(pending) >= d.limit+len(d.term) {
-			return Message{}, false, d.fail(&SizeError{Size: int64(len(pending)), AtLeast: true, Limit: d.limit})
+		if len(pending) >= d.Limit()+len(d.term) {
+			return Message{}, false, d.fail(&SizeError{Size: int64(len(pending)), AtLeast: true, Limit: d.Limit()})
 		}
 		return Message{}, false, nil
 	}
@@ -124,8 +129,8 @@ func (d *Decoder) nextLine() (Message, bool, error) {
 	line := pending[:i]
 	d.start += i + len(d.term)
 	d.scanned = 0
-	if len(line) > d.limit {
-		return Message{}, false, d.fail(&SizeError{Size: int64(len(line)), Limit: d.limit})
+	if len(line) > d.Limit() {
+		return Message{}, false, d.fail(&SizeError{Size: int64(len(line)), Limit: d.Limit()})
 	}
 	m, err := parseLine(line, &d.names)
 	if err == nil && m.HasType && m.Type == TypeTransition {
@@ -143,8 +148,8 @@ func (d *Decoder) nextFrame() (Message, bool, error) {
 		return Message{}, false, nil
 	}
 	size := binary.LittleEndian.Uint32(pending)
-	if uint64(size) > uint64(d.limit) {
-		return Message{}, false, d.fail(&SizeError{Size: int64(size), Limit: d.limit, Binary: true})
+	if uint64(size) > uint64(d.Limit()) {
+		return Message{}, false, d.fail(&SizeError{Size: int64(size), Limit: d.Limit(), Binary: true})
 	}
 	need := frameHeaderLen + int(size)
 	if len(pending) < need {
@@ -218,7 +223,7 @@ func (d *Decoder) fill(need int) {
 			if !d.binary {
 				// A line never needs more than limit + terminator + the
 				// read that shows it is too long (see below).
-				if max := d.limit + len(d.term) + readMin; newCap > max && want <= max {
+				if max := d.Limit() + len(d.term) + readMin; newCap > max && want <= max {
 					newCap = max
 				}
 			} else if newCap > ownedFrameMin+readMax && want <= ownedFrameMin+readMax {
@@ -239,7 +244,7 @@ func (d *Decoder) fill(need int) {
 		// into it than needed to see it is too long, so an endless line is
 		// refused after limit + terminator + readMin bytes, whatever the
 		// buffer's size (RELIABILITY.md R3).
-		if max := d.limit + len(d.term) + readMin - pending; max < len(room) {
+		if max := d.Limit() + len(d.term) + readMin - pending; max < len(room) {
 			room = room[:max]
 		}
 	}
