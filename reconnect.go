@@ -77,15 +77,8 @@ func (c *Client) sleep(d time.Duration) bool {
 // held messages go out in the mode the new connection settled on. With
 // RequireHandshake a failed handshake fails the attempt.
 func (c *Client) reconnectOnce() (*conn, error) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := c.stopContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	cn, err := c.connect(ctx, false)
 	if err != nil {
 		return nil, err
@@ -100,6 +93,19 @@ func (c *Client) reconnectOnce() (*conn, error) {
 		return nil, fmt.Errorf("sockhop: reconnected, but the handshake failed (RequireHandshake): %w", err)
 	}
 	return cn, nil
+}
+
+// stopContext returns a context that Close cancels.
+func (c *Client) stopContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // endLoop marks the reconnect loop finished and fails what the buffer held.
@@ -187,15 +193,8 @@ func (c *Client) route(body *wire.Message, typed bool, req *heldReq) (cn *conn, 
 // flushBuffer writes the held messages on cn in order, then ends the
 // reconnect loop in the same critical section that finds the buffer empty.
 func (c *Client) flushBuffer(cn *conn) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := c.stopContext()
 	defer cancel()
-	go func() {
-		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	for {
 		c.mu.Lock()
 		items := c.buf.take()

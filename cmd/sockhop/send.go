@@ -331,30 +331,11 @@ func (enc *encoder) encode(text string) (*outgoing, error) {
 	}
 	typ := enc.typ
 	if typ == "" {
-		if typ = kindName(b.Bytes()); typ == "" {
+		if typ = sockhop.TypeName(json.RawMessage(b.Bytes())); typ == "" {
 			return nil, errors.New("JSON null has no type a Sockhop peer could name (a Node sender cannot send null either); give one with --type")
 		}
 	}
 	return &outgoing{typ: typ, json: b.Bytes()}, nil
-}
-
-// kindName names compact, valid JSON as a Node sender would name the value
-// (its constructor's name); "" for null. The text is not decoded, so
-// numbers of any size keep their digits.
-func kindName(js []byte) string {
-	switch js[0] {
-	case '{':
-		return "Object"
-	case '[':
-		return "Array"
-	case '"':
-		return "String"
-	case 't', 'f':
-		return "Boolean"
-	case 'n':
-		return ""
-	}
-	return "Number"
 }
 
 // decodeBase64 accepts standard base64 with or without padding, as people

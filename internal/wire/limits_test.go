@@ -381,7 +381,7 @@ func TestLargeFrameCopiedOnce(t *testing.T) {
 	// The Decoder, its 4 KiB read buffer, the frame; the name cache's map
 	// and "Blob" the first time.
 	allocs := testing.AllocsPerRun(20, decode)
-	if allocs > 6 {
+	if allocs > 6 && !raceEnabled { // the race detector's instrumentation adds one
 		t.Errorf("%v allocations per 1 MiB frame", allocs)
 	}
 	t.Logf("1 MiB frame in 64 KiB reads: %d bytes allocated, %v allocations", alloc, allocs)
