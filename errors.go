@@ -36,6 +36,7 @@ const (
 	CodeIdle                        = "ERR_IDLE"
 	CodeTLSHandshake                = "ERR_TLS_HANDSHAKE"
 	CodeReservedType                = "ERR_RESERVED_TYPE"
+	CodeMaxConnections              = "ERR_MAX_CONNECTIONS"
 )
 
 // Error is the error type of this package. Code is one of the Code*

@@ -3,6 +3,7 @@ package sockhop
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -134,4 +135,31 @@ func TestOversizeClosesOnlyThatConnection(t *testing.T) {
 	eventually(t, "only the healthy session left", func() bool { return len(srv.Sessions()) == 1 })
 	st := srv.Stats()
 	equal(t, "limit violations counted", st.LimitViolations, 2)
+}
+
+// TestMaxConnections: connections over the limit are refused at once, with
+// an error naming the limit, and counted; the others carry on.
+func TestMaxConnections(t *testing.T) {
+	var log errLog
+	o := ServerOptions{ConnOptions: fastOpts(), OnError: log.add, MaxConnections: 3}
+	srv := startServer(t, transports[0], o)
+	srv.Handle("Number", func(ctx context.Context, m *Message) error { return m.Reply(ctx, m.JSON()) })
+	clients := make([]*Client, 0, 3)
+	for range 3 {
+		clients = append(clients, startClient(t, transports[0], srv, ClientOptions{ConnOptions: fastOpts()}))
+	}
+	for range 2 {
+		c := NewClient(ClientOptions{Addr: srv.Addr().String(), ConnOptions: fastOpts()})
+		if err := c.Start(testCtx(t)); err == nil {
+			t.Fatal("a connection over MaxConnections was accepted")
+		}
+		c.Close()
+	}
+	eventually(t, "refusals reported", func() bool { return log.has(CodeMaxConnections) })
+	equal(t, "limit violations", srv.Stats().LimitViolations, 2)
+	for i, c := range clients {
+		r, err := c.Request(testCtx(t), i)
+		noErr(t, err)
+		equal(t, "reply", string(r.JSON()), fmt.Sprint(i))
+	}
 }

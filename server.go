@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"syscall"
@@ -63,6 +64,7 @@ type Server struct {
 	sessions map[uint64]*Session
 	nextID   uint64
 	closed   bool
+	starting int // connections accepted, not yet sessions (TLS, OnSessionStart)
 	retired  Stats // counters of ended sessions, and refusals
 
 	ctx    context.Context
@@ -172,6 +174,7 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, newError(CodeBadOption, fmt.Sprintf("%s exists and is not a socket; refusing to replace it", path), nil)
 		}
+		// A probe connection: a live server sees it as a short session.
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			_ = c.Close()
 			return nil, newError(CodeBadOption, fmt.Sprintf("%s is a live socket: another server listens on it", path), syscall.EADDRINUSE)
@@ -180,16 +183,65 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 			return nil, fmt.Errorf("sockhop: removing stale socket %s: %w", path, err)
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	// Bind in a private directory, set the mode, then move the socket into
+	// place: binding at the path directly would leave it open to anyone the
+	// umask allows until the chmod. (A path too long for the detour is bound
+	// directly.)
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".sockhop-")
+	if err != nil || len(filepath.Join(dir, "s")) > maxUnixPath {
+		if err == nil {
+			os.Remove(dir)
+		}
+		return bindUnix(path, path, mode)
+	}
+	defer os.Remove(dir)
+	return bindUnix(filepath.Join(dir, "s"), path, mode)
+}
+
+// bindUnix listens at tmp, sets mode and renames tmp to path.
+func bindUnix(tmp, path string, mode os.FileMode) (net.Listener, error) {
+	ln, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("sockhop: listen on %s: %w", path, err)
 	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if err := os.Chmod(path, mode); err != nil {
-		_ = ln.Close()
-		return nil, fmt.Errorf("sockhop: chmod %s: %w", path, err)
+	ul := ln.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // it would unlink tmp; unixListener removes path
+	fail := func(what string, err error) (net.Listener, error) {
+		_ = ul.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("sockhop: %s %s: %w", what, path, err)
 	}
-	return ln, nil
+	if err := os.Chmod(tmp, mode); err != nil {
+		return fail("chmod", err)
+	}
+	if tmp != path {
+		if err := os.Rename(tmp, path); err != nil {
+			return fail("placing socket at", err)
+		}
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fail("stat", err)
+	}
+	return &unixListener{UnixListener: ul, path: path, file: fi}, nil
+}
+
+// unixListener reports the socket's final path as its address and removes
+// the file on Close, unless another server has replaced it since.
+type unixListener struct {
+	*net.UnixListener
+	path string
+	file os.FileInfo
+}
+
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.file) {
+		_ = os.Remove(l.path)
+	}
+	return err
 }
 
 // Addr returns the listening address, or nil before Listen.
@@ -249,6 +301,34 @@ func (s *Server) report(sess *Session, err error) {
 // startSession runs the TLS handshake and the start hook, then registers
 // the session and starts its connection (which writes our handshake).
 func (s *Server) startSession(nc net.Conn) {
+	// A slot is taken before the TLS handshake and the start hook, so that
+	// connections still starting count against MaxConnections too.
+	s.mu.Lock()
+	if s.closed || len(s.sessions)+s.starting >= s.o.MaxConnections {
+		full := !s.closed
+		if full {
+			s.retired.LimitViolations++
+		}
+		s.mu.Unlock()
+		_ = nc.Close()
+		if full {
+			s.report(nil, newError(CodeMaxConnections, fmt.Sprintf("connection from %s refused: MaxConnections (%d) reached", nc.RemoteAddr(), s.o.MaxConnections), nil))
+		}
+		return
+	}
+	s.starting++
+	s.nextID++
+	sess := &Session{srv: s, id: s.nextID}
+	s.mu.Unlock()
+	registered := false
+	defer func() {
+		if !registered {
+			s.mu.Lock()
+			s.starting--
+			s.mu.Unlock()
+		}
+	}()
+
 	if tc, ok := nc.(*tls.Conn); ok {
 		ctx, cancel := context.WithTimeout(s.ctx, s.o.TLSHandshakeTimeout)
 		err := tc.HandshakeContext(ctx)
@@ -260,23 +340,6 @@ func (s *Server) startSession(nc net.Conn) {
 			return
 		}
 	}
-	s.mu.Lock()
-	if s.closed || len(s.sessions) >= s.o.MaxConnections {
-		full := !s.closed
-		s.mu.Unlock()
-		_ = nc.Close()
-		if full {
-			s.mu.Lock()
-			s.retired.LimitViolations++
-			s.mu.Unlock()
-			s.report(nil, newError(CodeBadOption, fmt.Sprintf("connection from %s refused: MaxConnections (%d) reached", nc.RemoteAddr(), s.o.MaxConnections), nil))
-		}
-		return
-	}
-	s.nextID++
-	sess := &Session{srv: s, id: s.nextID}
-	s.mu.Unlock()
-
 	remote := "unix"
 	if a := nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
 		remote = a.String()
@@ -318,13 +381,15 @@ func (s *Server) startSession(nc net.Conn) {
 		}
 	}
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || cn.isDone() { // closing, or closed from OnSessionStart
 		s.mu.Unlock()
 		_ = nc.Close()
 		return
 	}
 	// Registered and started in one critical section so that Close sees
 	// either no session or a running one.
+	s.starting--
+	registered = true
 	s.sessions[sess.id] = sess
 	cn.start()
 	s.mu.Unlock()
