@@ -64,7 +64,7 @@ type Server struct {
 	sessions map[uint64]*Session
 	nextID   uint64
 	closed   bool
-	starting int // connections accepted, not yet sessions (TLS, OnSessionStart)
+	starting int   // connections accepted, not yet sessions (TLS, OnSessionStart)
 	retired  Stats // counters of ended sessions, and refusals
 
 	ctx    context.Context
