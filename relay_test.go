@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,9 @@ type relay struct {
 	target    string
 	split     int
 	blackhole atomic.Bool
+	// delay, when set, holds each forwarded read for delay plus up to
+	// jitter, in order (latency, not reordering).
+	delay, jitter atomic.Int64 // time.Duration
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     []net.Conn
@@ -65,6 +69,9 @@ func (r *relay) pipe(src, dst net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if d := time.Duration(r.delay.Load()); n > 0 && d > 0 {
+			time.Sleep(d + time.Duration(rand.Int64N(r.jitter.Load()+1)))
+		}
 		if n > 0 && !r.blackhole.Load() {
 			b := buf[:n]
 			for len(b) > 0 {
