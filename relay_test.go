@@ -25,13 +25,14 @@ type relay struct {
 	wg        sync.WaitGroup
 	mu        sync.Mutex
 	conns     []net.Conn
+	done      chan struct{} // closed by close
 }
 
 func newRelay(t *testing.T, target string, split int) *relay {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	noErr(t, err)
-	r := &relay{ln: ln, target: target, split: split}
+	r := &relay{ln: ln, target: target, split: split, done: make(chan struct{})}
 	r.wg.Add(1)
 	go r.accept()
 	t.Cleanup(r.close)
@@ -46,6 +47,10 @@ func (r *relay) accept() {
 		in, err := r.ln.Accept()
 		if err != nil {
 			return
+		}
+		if r.blackhole.Load() { // a dead path: nothing gets through
+			in.Close()
+			continue
 		}
 		out, err := net.DialTimeout("tcp", r.target, time.Second)
 		if err != nil {
@@ -86,6 +91,12 @@ func (r *relay) pipe(src, dst net.Conn) {
 			}
 		}
 		if err != nil {
+			if r.blackhole.Load() {
+				// A dead path delivers no FIN either: hold dst open until
+				// the test cuts or closes the relay.
+				<-r.done
+				return
+			}
 			if err == io.EOF {
 				if tc, ok := dst.(*net.TCPConn); ok {
 					tc.CloseWrite()
@@ -108,6 +119,7 @@ func (r *relay) cut() {
 }
 
 func (r *relay) close() {
+	close(r.done)
 	r.ln.Close()
 	r.cut()
 	r.wg.Wait()
