@@ -190,10 +190,14 @@ func AppendString(dst []byte, s string) []byte {
 }
 
 // AppendJSONLine appends m as one JSON-mode line: the envelope of PROTOCOL.md
-// 3.2 with its keys in the reference's order, then term. Bytes are written as
-// base64 with type "Buffer" semantics (3.4); the caller decides whether a
-// typed buffer may be sent at all (it may not, in JSON mode).
+// 3.2 with its keys in the reference's order, then term (nil means "\n", as
+// for NewDecoder). Bytes are written as base64 with type "Buffer" semantics
+// (3.4); the caller decides whether a typed buffer may be sent at all (it
+// may not, in JSON mode).
 func AppendJSONLine(dst []byte, m *Message, term []byte) []byte {
+	if len(term) == 0 {
+		term = newline
+	}
 	dst = append(dst, `{"type":`...)
 	dst = AppendString(dst, m.Type)
 	if m.Bytes {
@@ -218,6 +222,8 @@ func AppendJSONLine(dst []byte, m *Message, term []byte) []byte {
 	dst = append(dst, '}')
 	return append(dst, term...)
 }
+
+var newline = []byte{'\n'}
 
 // appendCompactData appends JSON text, dropping whitespace when it contains a
 // raw CR, LF or tab: those bytes can only be whitespace in valid JSON, and a
