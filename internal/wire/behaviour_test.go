@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 type behaviourRow struct {
@@ -193,4 +194,12 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// TestPongCompactsCopiedValues: values copied from a ping into the pong are
+// written back the way JSON.stringify writes them, whitespace dropped.
+func TestPongCompactsCopiedValues(t *testing.T) {
+	got := MarshalPong([]byte(`{"_id": {"a": [1, 2]}, "_created" : "x y"}`), time.Date(2024, 1, 2, 3, 4, 5, 678e6, time.UTC))
+	want := `{"_id":{"a":[1,2]},"_created":"x y","_returned":"2024-01-02T03:04:05.678Z","_finished":null}`
+	equal(t, "pong", string(got), want)
 }

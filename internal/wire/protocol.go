@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -104,13 +105,23 @@ func MarshalPong(pingData []byte, now time.Time) []byte {
 	// The copied values are compacted: a peer's whitespace (a raw newline
 	// when its terminator differs from ours) must not reach our line.
 	b = append(b, `{"_id":`...)
-	b = appendCompactData(b, id)
+	b = appendCompact(b, id)
 	b = append(b, `,"_created":`...)
-	b = appendCompactData(b, created)
+	b = appendCompact(b, created)
 	b = append(b, `,"_returned":`...)
 	b = AppendString(b, returned)
 	b = append(b, `,"_finished":null}`...)
 	return b
+}
+
+// appendCompact appends valid JSON text without any whitespace between
+// tokens, as JSON.stringify would write the value back.
+func appendCompact(dst, v []byte) []byte {
+	var buf bytes.Buffer
+	if json.Compact(&buf, v) != nil {
+		return append(dst, v...)
+	}
+	return append(dst, buf.Bytes()...)
 }
 
 func nullIfMissing(raw json.RawMessage) []byte {
