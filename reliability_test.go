@@ -292,3 +292,79 @@ func TestGarbageAmidGoodFrames(t *testing.T) {
 		t.Logf("closed after %d good frames and %d reported errors", len(delivered), reported)
 	})
 }
+
+// TestChurnConcurrent (R6, concurrent variant): 50 workers connect,
+// handshake, make one request and close, at the same time, with one cycle
+// in ten closing abruptly and one in ten dropping the connection during the
+// handshake. No cycle fails that should succeed, and nothing is left.
+func TestChurnConcurrent(t *testing.T) {
+	cycles := 2000
+	if testing.Short() {
+		cycles = 400
+	}
+	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts()})
+	srv.Handle("Number", func(ctx context.Context, m *Message) error { return m.Reply(ctx, m.JSON()) })
+	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
+	jobs := make(chan int)
+	errs := make(chan error, cycles)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				errs <- churnCycle(t, srv, i)
+			}
+		}()
+	}
+	begin := time.Now()
+	for i := range cycles {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		noErr(t, err)
+	}
+	eventually(t, "no sessions left", func() bool { return len(srv.Sessions()) == 0 })
+	eventually(t, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseG+2 })
+	eventually(t, "fds back to baseline", func() bool { return openFDs(t) <= baseFD+2 })
+	t.Logf("%d cycles by 50 workers in %s; server saw %d connections", cycles, time.Since(begin).Round(time.Millisecond), srv.Stats().Connections)
+}
+
+// churnCycle is one R6 cycle; i picks its ending.
+func churnCycle(t *testing.T, srv *Server, i int) error {
+	if i%10 == 5 {
+		// Dropped during the handshake: the server must shrug it off.
+		raw, err := net.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			return err
+		}
+		raw.Read(make([]byte, 16)) // part of the server's handshake
+		return raw.Close()
+	}
+	c := NewClient(ClientOptions{Addr: srv.Addr().String(), ConnOptions: fastOpts()})
+	defer c.Close()
+	ctx := testCtx(t)
+	if err := c.Start(ctx); err != nil {
+		return fmt.Errorf("cycle %d: Start: %w", i, err)
+	}
+	r, err := c.Request(ctx, i)
+	if err != nil {
+		return fmt.Errorf("cycle %d: Request: %w", i, err)
+	}
+	if string(r.JSON()) != fmt.Sprint(i) {
+		return fmt.Errorf("cycle %d: reply %s", i, r.JSON())
+	}
+	if i%10 == 0 {
+		c.mu.Lock()
+		nc := c.cur.nc
+		c.mu.Unlock()
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset instead of a FIN
+		}
+		nc.Close()
+	}
+	return nil
+}
