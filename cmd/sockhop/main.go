@@ -3,6 +3,9 @@
 //	sockhop demo     show every Sockhop feature working, in one process
 //	sockhop serve    run a server that reports every event (and can echo)
 //	sockhop send     send one message, or one per stdin line, to a server
+//	sockhop sniff    relay between a client and a server, decoding both directions
+//	sockhop probe    tell what listens at an address
+//	sockhop bench    measure throughput, latency and memory
 //
 // Exit codes: 0 success, 1 a runtime failure, 2 a usage mistake. Errors are
 // one line on stderr, starting with "sockhop: ", so scripts can show them
@@ -44,6 +47,9 @@ func commands() []command {
 		{"demo", "run a server and clients in one process and show each Sockhop feature working", runDemo},
 		{"serve", "run a server that reports every event, one line each (JSON with --json)", runServe},
 		{"send", "connect to a server and send DATA, or each line of stdin, as messages", runSend},
+		{"bench", "measure throughput, latency and memory against a server in a child process", runBench},
+		{"sniff", "relay between a client and a server, printing every message of both directions decoded", runSniff},
+		{"probe", "tell what listens at an address: Sockhop 2.x, 1.x or compatibility mode, or not Sockhop", runProbe},
 		{"version", "print the version of sockhop and of the protocol it speaks", runVersion},
 		{"help", "show help for sockhop or one of its commands", runHelp},
 	}
@@ -56,7 +62,11 @@ func main() {
 // run executes one command line and returns the exit code.
 func run(args []string, e *env) int {
 	if len(args) == 0 {
-		return fail(e, usageErrorf("no command given; run 'sockhop help' (commands: demo, serve, send, version, help)"))
+		names := make([]string, 0, len(commands()))
+		for _, c := range commands() {
+			names = append(names, c.name)
+		}
+		return fail(e, usageErrorf("no command given; run 'sockhop help' (commands: %s)", strings.Join(names, ", ")))
 	}
 	name := args[0]
 	if name == "-h" || name == "-help" || name == "--help" {

@@ -1,0 +1,968 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+var sniffUsage = usage{
+	synopsis: "sockhop sniff --listen HOST:PORT | --listen-unix PATH  --upstream HOST:PORT | --upstream-unix PATH\n" +
+		"              [--json] [--split N] [--coalesce DURATION] [--delay DURATION] [--cut-after BYTES]\n" +
+		"              [--max-message BYTES] [--preview BYTES] [--terminator TEXT]",
+	about: `Relays connections between Sockhop clients and a server, forwarding the bytes
+unchanged in both directions, and prints every message of both directions
+decoded: connection number, direction (c2s: client to server, s2c: server to
+client), mode (json, or binary after that direction's transition line, from
+the exact byte after it), kind (plain, request, response), type, callback id,
+size on the wire and a preview of the data (JSON text, or the bytes).
+Handshakes, handshake replies, transitions, pings and pongs are named as such.
+Decoding runs beside the relay on a copy of the bytes and never holds up
+forwarding. Bytes that do not decode are forwarded all the same and shown as
+hex with the error; after an error that leaves a direction out of step (a
+message over --max-message, a decoder more than 64 MiB behind), that
+direction is still forwarded but no longer decoded, which is said once.
+
+Faults, for testing peers (all optional, per forwarded read, both
+directions): --split N writes each read as N-byte writes; --coalesce D
+collects what arrives within D after a read and forwards it as one write
+(what loses frames in a Node receiver, PROTOCOL.md 14.1); --delay D waits D
+before forwarding each read; --cut-after BYTES closes the connection (both
+directions, FIN) once BYTES bytes were forwarded in total, both directions
+together.
+
+With --json, or when stdout is not a terminal, each line is a JSON object:
+  {"event":"listening","addr":"127.0.0.1:50001","upstream":"127.0.0.1:50000"}
+  {"event":"open","conn":1,"remote":"127.0.0.1:53412","upstream":"127.0.0.1:50000"}
+  {"event":"message","conn":1,"dir":"c2s","mode":"binary","kind":"request",
+   "type":"Widget","id":"...","size":78,"data_size":26,"data":{"id":7,"name":"sprocket"}}
+  {"event":"undecodable","conn":1,"dir":"c2s","mode":"json","size":6,"hex":"68656c6c6f0a","error":"..."}
+  {"event":"stopped","conn":1,"dir":"s2c","mode":"binary","hex":"...","error":"..."}
+  {"event":"close","conn":1,"dir":"c2s","bytes":1234,"reason":"eof"}
+Protocol messages carry "protocol": handshake, handshake-reply, transition,
+ping or pong. Data longer than --preview is cut ("data_prefix" and
+"truncated"); bytes are shown as base64. SIGINT or SIGTERM closes every
+connection and exits 0.
+
+JSON lines are split on "\n" unless --terminator names the peers' own
+terminator (the reference's terminator option; one for both directions).`,
+	examples: `sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000
+sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --json | jq 'select(.event=="message")'
+sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --coalesce 20ms   # provoke PROTOCOL.md 14.1
+sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --split 1 --delay 1ms
+sockhop sniff --listen-unix /tmp/sniff.sock --upstream-unix /tmp/sockhop.sock --cut-after 400`,
+}
+
+// Limits of the sniffer itself.
+const (
+	sniffBacklog     = 64 << 20 // bytes a decoder may fall behind its relay
+	sniffDialTimeout = 5 * time.Second
+	coalesceMax      = 1 << 20 // bytes one coalesced write may hold
+	sniffHexBytes    = 64      // bytes of undecodable data shown
+	readableHexBytes = 32      // bytes of binary data shown in readable output
+)
+
+type sniffConfig struct {
+	listen, listenUnix, upstream, upstreamUnix string
+	split                                      int
+	coalesce, delay                            time.Duration
+	cutAfter                                   int64
+	maxMessage                                 int
+	preview                                    int
+	term                                       []byte
+}
+
+func (c *sniffConfig) upstreamName() string {
+	if c.upstreamUnix != "" {
+		return c.upstreamUnix
+	}
+	return c.upstream
+}
+
+func runSniff(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet("sniff")
+	var c sniffConfig
+	fs.StringVar(&c.listen, "listen", "", "accept clients on TCP address `HOST:PORT` (port 0 picks a free port)")
+	fs.StringVar(&c.listenUnix, "listen-unix", "", "accept clients on Unix socket `PATH`, instead of --listen")
+	fs.StringVar(&c.upstream, "upstream", "", "the server's TCP address `HOST:PORT`")
+	fs.StringVar(&c.upstreamUnix, "upstream-unix", "", "the server's Unix socket `PATH`, instead of --upstream")
+	jsonOut := fs.Bool("json", false, "one JSON object per event (the default when stdout is not a terminal)")
+	fs.IntVar(&c.split, "split", 0, "forward each read as writes of `N` bytes")
+	fs.DurationVar(&c.coalesce, "coalesce", 0, "collect what arrives within `DURATION` of a read and forward it as one write")
+	fs.DurationVar(&c.delay, "delay", 0, "wait `DURATION` before forwarding each read")
+	fs.Int64Var(&c.cutAfter, "cut-after", 0, "close the connection once `BYTES` bytes were forwarded, both directions together")
+	fs.IntVar(&c.maxMessage, "max-message", wire.DefaultMaxMessage, "largest message decoded, in `BYTES`; a bigger one stops decoding its direction")
+	fs.IntVar(&c.preview, "preview", 256, "show at most `BYTES` of each message's data")
+	term := fs.String("terminator", `\n`, "JSON-mode line terminator `TEXT`, with Go escapes such as \\x00 or \\r\\n")
+	if _, err := parseFlags(e, fs, sniffUsage, args, 0); err != nil {
+		return err
+	}
+	switch {
+	case (c.listen == "") == (c.listenUnix == ""):
+		return usageErrorf("sniff: give one of --listen and --listen-unix (run 'sockhop sniff --help')")
+	case (c.upstream == "") == (c.upstreamUnix == ""):
+		return usageErrorf("sniff: give one of --upstream and --upstream-unix (run 'sockhop sniff --help')")
+	case c.split < 0, c.coalesce < 0, c.delay < 0, c.cutAfter < 0:
+		return usageErrorf("sniff: --split, --coalesce, --delay and --cut-after must not be negative")
+	case c.maxMessage <= 0 || c.preview <= 0:
+		return usageErrorf("sniff: --max-message and --preview must be positive")
+	}
+	tt, err := strconv.Unquote(`"` + strings.ReplaceAll(*term, `"`, `\"`) + `"`)
+	if err != nil || tt == "" {
+		return usageErrorf("sniff: --terminator %q is not a non-empty string with Go escapes (e.g. \\n, \\x00, \\r\\n)", *term)
+	}
+	c.term = []byte(tt)
+	network, address := "tcp", c.listen
+	if c.listenUnix != "" {
+		network, address = "unix", c.listenUnix
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return err
+	}
+	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout)}, relays: map[*relay]bool{}}
+	ev := sniffEvent{Event: "listening", Upstream: c.upstreamName()}
+	if c.listenUnix != "" {
+		ev.Unix = c.listenUnix
+	} else {
+		ev.Addr = ln.Addr().String()
+	}
+	s.rep.emit(&ev)
+
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		s.acceptLoop(ctx, ln)
+	}()
+	<-ctx.Done()
+	ln.Close()
+	<-accepted
+	s.mu.Lock()
+	s.closing = true
+	for r := range s.relays {
+		r.abort("sniff stopped")
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	return nil
+}
+
+// sniffer accepts clients and runs one relay per client.
+type sniffer struct {
+	cfg *sniffConfig
+	rep *sniffReporter
+
+	mu      sync.Mutex
+	relays  map[*relay]bool
+	next    uint64
+	closing bool
+	wg      sync.WaitGroup
+}
+
+func (s *sniffer) acceptLoop(ctx context.Context, ln net.Listener) {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			s.rep.emit(&sniffEvent{Event: "error", Error: oneLine(err)})
+			time.Sleep(50 * time.Millisecond) // e.g. out of file descriptors: do not spin
+			continue
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.next++
+		r := &relay{s: s, n: s.next, client: nc, done: make(chan struct{})}
+		r.order.init()
+		s.relays[r] = true
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			r.run(ctx)
+			s.mu.Lock()
+			delete(s.relays, r)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// relay is one client connection and its upstream connection.
+type relay struct {
+	s      *sniffer
+	n      uint64
+	client net.Conn
+
+	mu        sync.Mutex
+	server    net.Conn // nil until dialled
+	forwarded int64    // both directions, for --cut-after
+	reason    string   // why the relay was closed, if it was
+	done      chan struct{}
+	closed    bool
+
+	hsMu  sync.Mutex
+	hsIDs []string // ids of handshakes seen, to name their replies
+
+	order order
+}
+
+// abort closes both connections, once; reason says why.
+func (r *relay) abort(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	r.reason = reason
+	close(r.done)
+	r.client.Close()
+	if r.server != nil {
+		r.server.Close()
+	}
+}
+
+func (r *relay) closeReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reason
+}
+
+func (r *relay) run(ctx context.Context) {
+	cfg := r.s.cfg
+	network, address := "tcp", cfg.upstream
+	if cfg.upstreamUnix != "" {
+		network, address = "unix", cfg.upstreamUnix
+	}
+	dctx, cancel := context.WithTimeout(ctx, sniffDialTimeout)
+	server, err := (&net.Dialer{}).DialContext(dctx, network, address)
+	cancel()
+	if err != nil {
+		r.s.rep.emit(&sniffEvent{Event: "error", Conn: r.n, Remote: remoteName(r.client.RemoteAddr()),
+			Error: oneLine(fmt.Errorf("cannot connect to upstream %s; client connection closed: %w", cfg.upstreamName(), err))})
+		r.abort("upstream unreachable")
+		return
+	}
+	r.mu.Lock()
+	r.server = server
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		server.Close() // stopped while dialling
+		return
+	}
+	r.s.rep.emit(&sniffEvent{Event: "open", Conn: r.n, Remote: remoteName(r.client.RemoteAddr()), Upstream: cfg.upstreamName()})
+
+	var wg sync.WaitGroup
+	for i, d := range []struct {
+		dir      string
+		src, dst net.Conn
+	}{{"c2s", r.client, server}, {"s2c", server, r.client}} {
+		f := newFeed(&r.order, i)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r.pump(d.dir, d.src, d.dst, f)
+		}()
+		go func() {
+			defer wg.Done()
+			r.decode(d.dir, f)
+		}()
+	}
+	wg.Wait()
+	r.abort("")
+}
+
+// pump forwards src to dst, applying the faults, and hands a copy of every
+// forwarded byte to f for decoding.
+func (r *relay) pump(dir string, src, dst net.Conn, f *feed) {
+	cfg := r.s.cfg
+	buf := make([]byte, 32<<10)
+	var batch []byte
+	var total int64
+	for {
+		data, err := r.read(src, buf, &batch)
+		if len(data) > 0 {
+			if cfg.delay > 0 {
+				t := time.NewTimer(cfg.delay)
+				select {
+				case <-t.C:
+				case <-r.done:
+					t.Stop()
+				}
+			}
+			allowed, cut := r.take(len(data))
+			data = data[:allowed]
+			f.write(data) // before forwarding: the decoder sees a message before its answer
+			werr := r.forward(dst, data)
+			total += int64(len(data))
+			if cut {
+				r.abort(fmt.Sprintf("cut after %d bytes (--cut-after)", cfg.cutAfter))
+				f.close(total, errors.New(r.closeReason()))
+				return
+			}
+			if werr != nil {
+				r.abort(fmt.Sprintf("%s write failed: %v", dir, werr))
+				f.close(total, errors.New(r.closeReason()))
+				return
+			}
+		}
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF):
+				// Pass the half-close on: the other direction may still run.
+				if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+					_ = cw.CloseWrite()
+				}
+				f.close(total, io.EOF)
+			case r.closeReason() != "":
+				f.close(total, errors.New(r.closeReason()))
+			default:
+				r.abort(fmt.Sprintf("%s read failed: %v", dir, err))
+				f.close(total, errors.New(r.closeReason()))
+			}
+			return
+		}
+	}
+}
+
+// read returns the next data to forward: one read, or with --coalesce
+// everything that arrived within the window after it.
+func (r *relay) read(src net.Conn, buf []byte, batch *[]byte) ([]byte, error) {
+	n, err := src.Read(buf)
+	win := r.s.cfg.coalesce
+	if win <= 0 || err != nil || n == 0 {
+		return buf[:n], err
+	}
+	b := append((*batch)[:0], buf[:n]...)
+	_ = src.SetReadDeadline(time.Now().Add(win))
+	for len(b) < coalesceMax {
+		n, err = src.Read(buf)
+		b = append(b, buf[:n]...)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			break
+		}
+	}
+	_ = src.SetReadDeadline(time.Time{})
+	*batch = b
+	return b, err
+}
+
+// take reserves n bytes of the --cut-after budget; cut reports that the
+// budget is used up with these bytes.
+func (r *relay) take(n int) (allowed int, cut bool) {
+	limit := r.s.cfg.cutAfter
+	if limit == 0 {
+		return n, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	left := limit - r.forwarded
+	if left <= 0 {
+		return 0, true
+	}
+	allowed = int(min(int64(n), left))
+	r.forwarded += int64(allowed)
+	return allowed, r.forwarded >= limit
+}
+
+// forward writes data to dst, in --split pieces.
+func (r *relay) forward(dst net.Conn, data []byte) error {
+	step := r.s.cfg.split
+	if step <= 0 {
+		step = len(data)
+	}
+	for len(data) > 0 {
+		k := min(step, len(data))
+		if _, err := dst.Write(data[:k]); err != nil {
+			return err
+		}
+		data = data[k:]
+	}
+	return nil
+}
+
+// decode reads one direction's copy and reports each message, in the order
+// the relay forwarded the messages' last bytes across both directions.
+func (r *relay) decode(dir string, f *feed) {
+	cfg := r.s.cfg
+	o, self := f.o, f.dir
+	defer o.finish(self)
+	tr := &trackingReader{f: f}
+	dec := wire.NewDecoder(tr, cfg.term, cfg.maxMessage)
+	var last int64 // stream offset where the next message starts
+	for {
+		mode := modeName(dec.Binary())
+		m, err := dec.Next()
+		end := tr.total - int64(dec.Buffered())
+		var de *wire.DecodeError
+		var se *wire.SizeError
+		switch {
+		case err == nil:
+			o.emit(self, tr.seqAt(end), func() { r.report(dir, &m, end-last) })
+		case errors.As(err, &de):
+			raw := tr.bytes(last, min(end, last+sniffHexBytes))
+			o.emit(self, tr.seqAt(end), func() {
+				r.s.rep.emit(&sniffEvent{Event: "undecodable", Conn: r.n, Dir: dir, Mode: mode, Size: end - last,
+					Hex: hex.EncodeToString(raw), Truncated: end-last > int64(len(raw)), Error: oneLine(err)})
+			})
+		case errors.As(err, &se) || errors.Is(err, errFeedBacklog):
+			raw := tr.bytes(last, min(tr.total, last+sniffHexBytes))
+			o.emit(self, tr.seqAt(tr.total), func() {
+				r.s.rep.emit(&sniffEvent{Event: "stopped", Conn: r.n, Dir: dir, Mode: mode, Hex: hex.EncodeToString(raw),
+					Error: oneLine(fmt.Errorf("decoding stopped, bytes still forwarded: %w", err))})
+			})
+			f.stop()
+			o.finish(self) // nothing more to say until the direction ends
+			r.reportClose(dir, f, f.wait())
+			return
+		default:
+			// The direction ended; its reason is the feed's.
+			if tail := tr.total - last; tail > 0 {
+				raw := tr.bytes(last, min(tr.total, last+sniffHexBytes))
+				o.emit(self, tr.seqAt(tr.total), func() {
+					r.s.rep.emit(&sniffEvent{Event: "undecodable", Conn: r.n, Dir: dir, Mode: mode, Size: tail,
+						Hex: hex.EncodeToString(raw), Truncated: tail > int64(len(raw)),
+						Error: fmt.Sprintf("sockhop: the stream ended inside a message (%d bytes of it)", tail)})
+				})
+			}
+			r.reportClose(dir, f, f.wait())
+			return
+		}
+		last = end
+		tr.discard(last)
+	}
+}
+
+func (r *relay) reportClose(dir string, f *feed, e feedEnd) {
+	reason := "eof"
+	if !errors.Is(e.err, io.EOF) {
+		reason = e.err.Error()
+	}
+	f.o.emit(f.dir, e.seq, func() {
+		r.s.rep.emit(&sniffEvent{Event: "close", Conn: r.n, Dir: dir, Bytes: &e.total, Reason: reason})
+	})
+}
+
+func modeName(binary bool) string {
+	if binary {
+		return "binary"
+	}
+	return "json"
+}
+
+// report prints one decoded message.
+func (r *relay) report(dir string, m *wire.Message, size int64) {
+	cfg := r.s.cfg
+	ev := sniffEvent{Event: "message", Conn: r.n, Dir: dir, Mode: modeName(m.Binary), Kind: m.Kind.String(), ID: m.ID, Size: size}
+	if m.HasType {
+		t := m.Type
+		ev.Type = &t
+	}
+	var fields struct {
+		LibraryVersion    string `json:"library_version"`
+		RequestBinaryMode *bool  `json:"request_binary_mode"`
+		AllowBinaryMode   *bool  `json:"allow_binary_mode"`
+		ID                string `json:"_id"`
+	}
+	if m.HasType && m.Reserved() || m.Kind == wire.Response {
+		_ = json.Unmarshal(m.Data, &fields) // best effort: odd data leaves the fields empty
+	}
+	switch {
+	case !m.HasType:
+	case m.Type == wire.TypeHandshake:
+		ev.Protocol = "handshake"
+		ev.LibraryVersion, ev.Binary = fields.LibraryVersion, fields.RequestBinaryMode
+		if m.Kind == wire.Request {
+			r.hsMu.Lock()
+			if len(r.hsIDs) < 16 {
+				r.hsIDs = append(r.hsIDs, m.ID)
+			}
+			r.hsMu.Unlock()
+		}
+	case m.Type == wire.TypeTransition:
+		ev.Protocol = "transition"
+	case m.Type == wire.TypePing:
+		ev.Protocol, ev.PingID = "ping", fields.ID
+	case m.Type == wire.TypePong:
+		ev.Protocol, ev.PingID = "pong", fields.ID
+	case m.Kind == wire.Response && r.isHandshakeReply(m):
+		ev.Protocol, ev.Binary = "handshake-reply", fields.AllowBinaryMode
+	}
+	if m.Bytes {
+		n := len(m.Data)
+		ev.DataSize = &n
+		shownBytes := m.Data[:min(n, cfg.preview)]
+		s := base64.StdEncoding.EncodeToString(shownBytes)
+		ev.Base64 = &s
+		ev.Truncated = n > len(shownBytes)
+		ev.raw = m.Data[:min(n, readableHexBytes)]
+	} else if m.Data != nil {
+		var b bytes.Buffer
+		text := m.Data
+		if json.Compact(&b, m.Data) == nil {
+			text = b.Bytes()
+		}
+		n := len(text)
+		ev.DataSize = &n
+		if len(text) > cfg.preview {
+			cut := cfg.preview
+			for cut > 0 && !utf8.RuneStart(text[cut]) {
+				cut--
+			}
+			ev.DataPrefix, ev.Truncated = string(text[:cut]), true
+		} else {
+			ev.Data = json.RawMessage(bytes.Clone(text))
+		}
+	}
+	r.s.rep.emit(&ev)
+}
+
+// isHandshakeReply tells a reply to a handshake: its id is one of the
+// handshakes seen, or its data has the reply's shape (the handshake may be
+// decoded after its reply, by the other direction's decoder).
+func (r *relay) isHandshakeReply(m *wire.Message) bool {
+	r.hsMu.Lock()
+	for _, id := range r.hsIDs {
+		if id == m.ID {
+			r.hsMu.Unlock()
+			return true
+		}
+	}
+	r.hsMu.Unlock()
+	if m.Bytes || len(m.Data) == 0 || m.Data[0] != '{' {
+		return false
+	}
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(m.Data, &keys) != nil {
+		return false
+	}
+	_, ok := keys["allow_binary_mode"]
+	return ok && len(keys) == 1
+}
+
+// sniffEvent is one line of sniff's output. Field order is the JSON key
+// order.
+type sniffEvent struct {
+	Event    string  `json:"event"`
+	Conn     uint64  `json:"conn,omitempty"`
+	Dir      string  `json:"dir,omitempty"`
+	Addr     string  `json:"addr,omitempty"`
+	Unix     string  `json:"unix,omitempty"`
+	Remote   string  `json:"remote,omitempty"`
+	Upstream string  `json:"upstream,omitempty"`
+	Mode     string  `json:"mode,omitempty"`
+	Kind     string  `json:"kind,omitempty"`
+	Type     *string `json:"type,omitempty"`
+	ID       string  `json:"id,omitempty"`
+	Size     int64   `json:"size,omitempty"`
+	Protocol string  `json:"protocol,omitempty"`
+	// LibraryVersion and Binary (request_binary_mode, or for a reply
+	// allow_binary_mode) of a handshake; PingID of a ping or pong.
+	LibraryVersion string          `json:"library_version,omitempty"`
+	Binary         *bool           `json:"binary,omitempty"`
+	PingID         string          `json:"ping_id,omitempty"`
+	DataSize       *int            `json:"data_size,omitempty"`
+	Data           json.RawMessage `json:"data,omitempty"`
+	DataPrefix     string          `json:"data_prefix,omitempty"`
+	Base64         *string         `json:"base64,omitempty"`
+	Hex            string          `json:"hex,omitempty"`
+	Truncated      bool            `json:"truncated,omitempty"`
+	Bytes          *int64          `json:"bytes,omitempty"`
+	Reason         string          `json:"reason,omitempty"`
+	Error          string          `json:"error,omitempty"`
+
+	raw []byte // readable output: the first bytes of binary data
+}
+
+// sniffReporter writes sniff's events one line each, as reporter does for
+// serve.
+type sniffReporter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	json bool
+}
+
+func (r *sniffReporter) emit(ev *sniffEvent) {
+	var line []byte
+	if r.json {
+		line, _ = json.Marshal(ev) // nothing in an event can fail to encode
+	} else {
+		line = []byte(ev.readable())
+	}
+	line = append(line, '\n')
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, _ = r.w.Write(line)
+}
+
+// readable renders an event for a person.
+func (ev *sniffEvent) readable() string {
+	who := ""
+	if ev.Conn != 0 {
+		who = fmt.Sprintf("[%d] ", ev.Conn)
+		if ev.Dir != "" {
+			who += ev.Dir + " "
+		}
+	}
+	switch ev.Event {
+	case "listening":
+		where := ev.Addr
+		if ev.Unix != "" {
+			where = "unix socket " + ev.Unix
+		}
+		return "listening on " + where + ", relaying to " + ev.Upstream
+	case "open":
+		return who + "open from " + ev.Remote + " to " + ev.Upstream
+	case "close":
+		return fmt.Sprintf("%sclosed after %d bytes (%s)", who, *ev.Bytes, ev.Reason)
+	case "undecodable":
+		h := ev.Hex
+		if ev.Truncated {
+			h += "…"
+		}
+		return fmt.Sprintf("%s%s UNDECODABLE %dB %s: %s", who, ev.Mode, ev.Size, h, ev.Error)
+	case "stopped":
+		return fmt.Sprintf("%s%s %s; next bytes %s…", who, ev.Mode, ev.Error, ev.Hex)
+	case "error":
+		return who + "error: " + ev.Error
+	case "message":
+		return who + ev.Mode + " " + ev.describe()
+	}
+	return who + ev.Event
+}
+
+// describe renders a message: protocol messages by what they mean, the
+// others as kind, type, id, size and data.
+func (ev *sniffEvent) describe() string {
+	var b strings.Builder
+	binary := "?"
+	if ev.Binary != nil {
+		binary = fmt.Sprint(*ev.Binary)
+	}
+	switch ev.Protocol {
+	case "handshake":
+		fmt.Fprintf(&b, "handshake v%s binary=%s", ev.LibraryVersion, binary)
+	case "handshake-reply":
+		fmt.Fprintf(&b, "handshake reply binary=%s", binary)
+	case "transition":
+		if ev.Mode == "json" {
+			b.WriteString("transition -> binary")
+		} else {
+			b.WriteString("transition (again, already binary)")
+		}
+	case "ping", "pong":
+		fmt.Fprintf(&b, "%s %s", ev.Protocol, ev.PingID)
+	default:
+		b.WriteString(ev.Kind + " ")
+		if ev.Type == nil {
+			b.WriteString("(no type)")
+		} else {
+			b.WriteString(typeName(*ev.Type))
+		}
+	}
+	fmt.Fprintf(&b, " %dB", ev.Size)
+	if ev.ID != "" {
+		id := ev.ID
+		if len(id) > 8 {
+			id = id[:8] + "…"
+		}
+		b.WriteString(" id " + id)
+	}
+	if ev.Protocol != "" {
+		return b.String()
+	}
+	switch {
+	case ev.Base64 != nil:
+		h := hex.EncodeToString(ev.raw)
+		if *ev.DataSize > len(ev.raw) {
+			h += "…"
+		}
+		fmt.Fprintf(&b, " %d bytes %s", *ev.DataSize, h)
+	case ev.Data != nil:
+		b.WriteString(" " + string(ev.Data))
+	case ev.DataPrefix != "":
+		fmt.Fprintf(&b, " %s… (%d bytes)", ev.DataPrefix, *ev.DataSize)
+	default:
+		b.WriteString(" (no data)")
+	}
+	return b.String()
+}
+
+// errFeedBacklog: the decoder fell too far behind its relay.
+var errFeedBacklog = fmt.Errorf("the decoder fell %d MiB behind", sniffBacklog>>20)
+
+// feed carries a copy of one direction's forwarded bytes to its decoder.
+// Writes never block: a decoder that falls more than sniffBacklog behind
+// is cut off instead of slowing the relay.
+type feed struct {
+	o   *order
+	dir int // index in o
+
+	mu      sync.Mutex
+	cond    sync.Cond
+	chunks  []chunk
+	queued  int
+	over    bool // backlog exceeded
+	stopped bool // the decoder no longer reads: drop what comes
+	end     *feedEnd
+}
+
+// chunk is one forwarded read and its number in the relay's order.
+type chunk struct {
+	b   []byte
+	seq uint64
+}
+
+// feedEnd is how a direction ended: io.EOF for the peer's FIN, or a reason.
+type feedEnd struct {
+	total int64 // bytes forwarded
+	err   error
+	seq   uint64
+}
+
+func newFeed(o *order, dir int) *feed {
+	f := &feed{o: o, dir: dir}
+	f.cond.L = &f.mu
+	return f
+}
+
+func (f *feed) write(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped || f.over || f.end != nil {
+		return
+	}
+	if f.queued+len(b) > sniffBacklog {
+		f.over, f.chunks, f.queued = true, nil, 0
+		f.cond.Broadcast()
+		return
+	}
+	f.chunks = append(f.chunks, chunk{bytes.Clone(b), f.o.next(f.dir)})
+	f.queued += len(b)
+	f.cond.Broadcast()
+}
+
+func (f *feed) close(total int64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.end == nil {
+		f.end = &feedEnd{total: total, err: err, seq: f.o.next(-1)}
+	}
+	f.cond.Broadcast()
+}
+
+// read gives the decoder the next bytes and the number of their chunk,
+// waiting for them.
+func (f *feed) read(p []byte) (int, uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for len(f.chunks) == 0 && f.end == nil && !f.over {
+		f.o.idle(f.dir)
+		f.cond.Wait()
+	}
+	switch {
+	case f.over:
+		return 0, 0, errFeedBacklog
+	case len(f.chunks) == 0:
+		if errors.Is(f.end.err, io.EOF) {
+			return 0, 0, io.EOF
+		}
+		return 0, 0, f.end.err
+	}
+	c := &f.chunks[0]
+	n, seq := copy(p, c.b), c.seq
+	if n == len(c.b) {
+		f.chunks[0] = chunk{}
+		f.chunks = f.chunks[1:]
+	} else {
+		c.b = c.b[n:]
+	}
+	f.queued -= n
+	return n, seq, nil
+}
+
+// stop drops what is queued and what comes later.
+func (f *feed) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped, f.chunks, f.queued = true, nil, 0
+}
+
+// wait returns how the direction ended, once it has.
+func (f *feed) wait() feedEnd {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.end == nil {
+		f.cond.Wait()
+	}
+	return *f.end
+}
+
+// trackingReader counts what the decoder reads and keeps the bytes from
+// the start of the current message on, so that a message that does not
+// decode can be shown.
+type trackingReader struct {
+	f     *feed
+	total int64  // bytes read so far
+	buf   []byte // buf[start:] holds the stream bytes from offset at on
+	start int
+	at    int64
+	segs  []segment // which chunk the kept bytes came from
+}
+
+// segment says that the stream bytes up to end came from chunk seq.
+type segment struct {
+	end int64
+	seq uint64
+}
+
+func (t *trackingReader) Read(p []byte) (int, error) {
+	n, seq, err := t.f.read(p)
+	if n > 0 {
+		t.buf = append(t.buf, p[:n]...)
+		t.total += int64(n)
+		t.segs = append(t.segs, segment{t.total, seq})
+	}
+	return n, err
+}
+
+// seqAt returns the number of the chunk that brought the byte before
+// offset off: the last byte of a message ending there.
+func (t *trackingReader) seqAt(off int64) uint64 {
+	for _, s := range t.segs {
+		if s.end >= off {
+			return s.seq
+		}
+	}
+	if len(t.segs) > 0 {
+		return t.segs[len(t.segs)-1].seq
+	}
+	return 0
+}
+
+// bytes returns the stream bytes [from, to), or nil if they are not kept.
+func (t *trackingReader) bytes(from, to int64) []byte {
+	if from < t.at || to > t.total || from > to {
+		return nil
+	}
+	return t.buf[t.start+int(from-t.at) : t.start+int(to-t.at)]
+}
+
+// discard forgets the bytes before offset off.
+func (t *trackingReader) discard(off int64) {
+	if off <= t.at {
+		return
+	}
+	t.start += int(off - t.at)
+	t.at = off
+	i := 0
+	for i < len(t.segs) && t.segs[i].end <= off {
+		i++
+	}
+	t.segs = append(t.segs[:0], t.segs[i:]...)
+	if t.start > len(t.buf)/2 {
+		t.buf = append(t.buf[:0], t.buf[t.start:]...)
+		t.start = 0
+	}
+}
+
+// order lets the two decoders of a relay print in the order the relay
+// forwarded the bytes: each forwarded chunk gets the next number, and a
+// decoder prints a message only when the other direction has nothing to
+// print from an earlier chunk. Forwarding never waits for it.
+type order struct {
+	mu    sync.Mutex
+	cond  sync.Cond
+	seq   uint64
+	state [2]uint64 // per direction: stIdle, stBusy, or the chunk number of the message it waits to print
+}
+
+const (
+	stBusy = 0              // decoding: its next message's chunk is not known yet
+	stIdle = math.MaxUint64 // waiting for bytes (or done): anything it prints later comes from a later chunk
+)
+
+func (o *order) init() {
+	o.cond.L = &o.mu
+	o.state = [2]uint64{stIdle, stIdle}
+}
+
+// next numbers a chunk of direction dir (-1: an event of no direction),
+// which now has bytes to decode.
+func (o *order) next(dir int) uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seq++
+	if dir >= 0 && o.state[dir] == stIdle {
+		o.state[dir] = stBusy
+	}
+	return o.seq
+}
+
+// idle says that direction dir waits for bytes.
+func (o *order) idle(dir int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.state[dir] = stIdle
+	o.cond.Broadcast()
+}
+
+// finish says that direction dir prints nothing more.
+func (o *order) finish(dir int) { o.idle(dir) }
+
+// emit runs print for a message of direction dir whose last byte came in
+// chunk seq, once the other direction has nothing earlier to print.
+func (o *order) emit(dir int, seq uint64, print func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if seq == 0 { // no chunk known (a decoder cut off before it read anything): now
+		o.seq++
+		seq = o.seq
+	}
+	o.state[dir] = seq
+	o.cond.Broadcast()
+	other := 1 - dir
+	for o.state[other] == stBusy || o.state[other] < seq {
+		o.cond.Wait()
+	}
+	print()
+	o.state[dir] = stBusy
+	o.cond.Broadcast()
+}
