@@ -54,8 +54,9 @@ type conn struct {
 	closeErr     error // why the connection ended (set before done is closed)
 	readDone     chan struct{}
 	writeDone    chan struct{}
-	wg           sync.WaitGroup // every goroutine this conn started
-	finished     chan struct{}  // closed when all of them have ended
+	wg           sync.WaitGroup // the reader, writer, dispatcher and pinger
+	dispatching  bool           // the dispatcher was started (reader-owned)
+	finished     chan struct{}  // closed when every goroutine has ended
 	stats        connStats
 	retired      bool // its stats were added to the owner's totals (owner's lock)
 }
@@ -119,18 +120,20 @@ func (c *conn) start() {
 	} else {
 		c.sendHandshake()
 	}
-	c.wg.Add(3)
+	// The dispatcher starts with the first application message (see
+	// handle), and the closer closes finished once the rest have ended:
+	// an idle connection runs two goroutines, which matters to a server
+	// holding many (each costs 4 KiB or more of stack).
+	n := 2
+	if c.o.PingInterval > 0 {
+		n++
+	}
+	c.wg.Add(n)
 	go c.readLoop()
 	go c.writeLoop()
-	go c.dispatchLoop()
 	if c.o.PingInterval > 0 {
-		c.wg.Add(1)
 		go c.pingLoop(c.o.PingInterval)
 	}
-	go func() {
-		c.wg.Wait()
-		close(c.finished)
-	}()
 }
 
 // isDone reports whether the close path has started.
@@ -189,7 +192,6 @@ func (c *conn) close(reason error, graceful bool) {
 			_ = c.nc.Close()
 		}
 		c.stats.failedByDisconnect.Add(uint64(c.failPending(reason)))
-		c.wg.Add(1)
 		go c.closer(reason, graceful)
 	})
 }
@@ -197,7 +199,10 @@ func (c *conn) close(reason error, graceful bool) {
 // closer finishes the close path: wait for the writer to flush, half-close,
 // give the peer a moment to finish, then release the socket.
 func (c *conn) closer(reason error, graceful bool) {
-	defer c.wg.Done()
+	defer func() {
+		c.wg.Wait() // the loops, which closed their done channels on their way out
+		close(c.finished)
+	}()
 	<-c.writeDone
 	if graceful {
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {

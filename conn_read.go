@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
 )
@@ -13,7 +14,12 @@ import (
 func (c *conn) readLoop() {
 	defer c.wg.Done()
 	defer close(c.readDone)
-	defer c.inbox.close()
+	defer func() {
+		c.inbox.close()
+		if !c.dispatching {
+			close(c.dispatchDone) // no message ever needed a dispatcher
+		}
+	}()
 	strikes := 0
 	for {
 		m, err := c.dec.Next()
@@ -96,6 +102,11 @@ func (c *conn) handle(m *wire.Message) {
 		}
 		return
 	}
+	if !c.dispatching {
+		c.dispatching = true
+		c.wg.Add(1) // before readDone is closed, so before the closer waits
+		go c.dispatchLoop()
+	}
 	c.inbox.push(newMessage(c, m), c.done)
 }
 
@@ -110,9 +121,16 @@ func (c *conn) handle(m *wire.Message) {
 // after the end see their ctx cancelled.
 func (c *conn) dispatchLoop() {
 	defer c.wg.Done()
-	var reqs sync.WaitGroup
+	// Request goroutines are kept, up to maxIdleWorkers, for the next
+	// requests: a new goroutine per request grew its stack anew for every
+	// handler that decodes JSON, which cost about a seventh of the CPU of
+	// a request/reply exchange with 64 requests in flight.
+	var workers sync.WaitGroup
+	var idle atomic.Int32
+	work := make(chan *Message)
 	defer func() {
-		reqs.Wait()
+		close(work)
+		workers.Wait()
 		close(c.dispatchDone)
 	}()
 	for {
@@ -125,12 +143,37 @@ func (c *conn) dispatchLoop() {
 			continue
 		}
 		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
-		reqs.Add(1)
-		go func() {
-			defer reqs.Done()
-			defer func() { <-c.reqSem }()
-			c.run(m)
-		}()
+		select {
+		case work <- m: // an idle worker takes it
+		default:
+			workers.Add(1)
+			go c.requestWorker(m, work, &idle, &workers)
+		}
+	}
+}
+
+// maxIdleWorkers bounds the request goroutines a connection keeps waiting
+// for work. Kept goroutines cost memory only on connections that had that
+// many requests running at once, and the GC shrinks their stacks.
+const maxIdleWorkers = 64
+
+// requestWorker runs m, then the requests the dispatcher hands it while it
+// waits, until enough others wait or the dispatcher ends.
+func (c *conn) requestWorker(m *Message, work <-chan *Message, idle *atomic.Int32, workers *sync.WaitGroup) {
+	defer workers.Done()
+	for {
+		c.run(m)
+		<-c.reqSem
+		if idle.Add(1) > maxIdleWorkers {
+			idle.Add(-1)
+			return
+		}
+		var ok bool
+		m, ok = <-work
+		idle.Add(-1)
+		if !ok {
+			return
+		}
 	}
 }
 

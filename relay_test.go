@@ -22,10 +22,10 @@ type relay struct {
 	// delay, when set, holds each forwarded read for delay plus up to
 	// jitter, in order (latency, not reordering).
 	delay, jitter atomic.Int64 // time.Duration
-	wg        sync.WaitGroup
-	mu        sync.Mutex
-	conns     []net.Conn
-	done      chan struct{} // closed by close
+	wg            sync.WaitGroup
+	mu            sync.Mutex
+	conns         []net.Conn
+	done          chan struct{} // closed by close
 }
 
 func newRelay(t *testing.T, target string, split int) *relay {

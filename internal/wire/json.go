@@ -270,6 +270,9 @@ func grow(dst []byte, n int) []byte {
 func parseLine(line []byte, names *nameCache) (Message, error) {
 	var m Message
 	trimmed := trimJSONSpace(line)
+	if bm, ok := parseBufferLine(trimmed, names); ok {
+		return bm, nil // a large Buffer, without scanning its data three times
+	}
 	if !json.Valid(trimmed) {
 		return m, &DecodeError{Code: CodeBadBufferData, Msg: lineErrMsg(line)}
 	}
