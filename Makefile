@@ -4,7 +4,7 @@ FUZZTIME ?= 5s
 # Every fuzz target, as package:Target. A new target must be listed here so CI runs it.
 FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go 2>/dev/null | sed 's/func //')
 
-.PHONY: test check unit load fuzz interop-deps bench demo
+.PHONY: test check unit load fuzz interop-deps bench compare demo
 
 test: check unit load fuzz
 
@@ -36,6 +36,10 @@ interop-deps:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Median table against Node Sockhop 1.8.4 and raw Go sockets (a few minutes).
+compare: interop-deps
+	bench/compare.sh
 
 demo:
 	$(GO) run ./cmd/sockhop demo
