@@ -28,9 +28,6 @@ func (c *Client) reconnectLoop() {
 		}
 		cn, err := c.reconnectOnce()
 		if err == nil {
-			c.mu.Lock()
-			c.retired.Reconnects++
-			c.mu.Unlock()
 			c.o.Logger.Info("sockhop: reconnected", "attempt", attempt)
 			c.flushBuffer(cn)
 			return
@@ -83,6 +80,10 @@ func (c *Client) reconnectOnce() (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Counted now, before the handshake hooks can tell anyone about it.
+	c.mu.Lock()
+	c.retired.Reconnects++
+	c.mu.Unlock()
 	select {
 	case <-cn.hsDoneCh:
 	case <-c.stop:
