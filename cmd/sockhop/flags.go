@@ -176,23 +176,28 @@ func (f *clientTLSFlags) config() (*tls.Config, error) {
 	if !f.on && f.ca == "" && f.cert == "" && f.key == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.ca != "" {
-		pool, err := loadPool(f.ca)
+	return withClientCerts("send", &tls.Config{MinVersion: tls.VersionTLS12}, f.ca, f.cert, f.key)
+}
+
+// withClientCerts adds the CA file (trusted roots) and the client
+// certificate, when given, to cfg; cmd names the command in usage errors.
+func withClientCerts(cmd string, cfg *tls.Config, ca, cert, key string) (*tls.Config, error) {
+	if ca != "" {
+		pool, err := loadPool(ca)
 		if err != nil {
 			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
-	if (f.cert == "") != (f.key == "") {
-		return nil, usageErrorf("send: a client certificate needs both --tls-cert and --tls-key")
+	if (cert == "") != (key == "") {
+		return nil, usageErrorf("%s: a client certificate needs both --tls-cert and --tls-key", cmd)
 	}
-	if f.cert != "" {
-		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
 }

@@ -63,27 +63,28 @@ func TestServeCompatEchoNode1x(t *testing.T) {
 	}
 }
 
-// nodeClient is `node peer.js client` driven through its stdin.
-type nodeClient struct {
+// nodePeer is `node peer.js server|client` driven through its stdin, its
+// stdout kept as text.
+type nodePeer struct {
 	in  interface{ Write([]byte) (int, error) }
 	mu  sync.Mutex
 	out strings.Builder
 }
 
-func (n *nodeClient) cmd(t *testing.T, line string) {
+func (n *nodePeer) cmd(t *testing.T, line string) {
 	t.Helper()
 	if _, err := n.in.Write([]byte(line + "\n")); err != nil {
 		t.Fatalf("writing to the node client: %v", err)
 	}
 }
 
-func (n *nodeClient) output() string {
+func (n *nodePeer) output() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.out.String()
 }
 
-func (n *nodeClient) wait(t *testing.T, s string) {
+func (n *nodePeer) wait(t *testing.T, s string) {
 	t.Helper()
 	waitOutput(t, n.output, s)
 }
@@ -102,10 +103,19 @@ func waitOutput(t *testing.T, output func() string, s string) {
 
 // startNodeClient runs a real Sockhop 1.8.4 client against 127.0.0.1:port
 // until the test ends.
-func startNodeClient(t *testing.T, port string) *nodeClient {
+func startNodeClient(t *testing.T, port string) *nodePeer {
+	t.Helper()
+	n := runNodePeer(t, "client", port)
+	n.wait(t, `"connected"`)
+	return n
+}
+
+// runNodePeer starts a real Sockhop 1.8.4 peer in role on port; it ends
+// with the test (the peer exits when its stdin closes).
+func runNodePeer(t *testing.T, role, port string) *nodePeer {
 	t.Helper()
 	requireNodePeer(t)
-	cmd := exec.Command("node", "peer.js", "client", "--port", port)
+	cmd := exec.Command("node", "peer.js", role, "--port", port)
 	cmd.Dir = nodeDir
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -118,7 +128,7 @@ func startNodeClient(t *testing.T, port string) *nodeClient {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &nodeClient{in: stdin}
+	n := &nodePeer{in: stdin}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -139,6 +149,5 @@ func startNodeClient(t *testing.T, port string) *nodeClient {
 		}
 		_ = cmd.Wait()
 	})
-	n.wait(t, `"connected"`)
 	return n
 }

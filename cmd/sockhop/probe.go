@@ -165,24 +165,7 @@ func (f *probeTLSFlags) config(addr string) (*tls.Config, error) {
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		cfg.ServerName = host
 	}
-	if f.ca != "" {
-		pool, err := loadPool(f.ca)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RootCAs = pool
-	}
-	if (f.cert == "") != (f.key == "") {
-		return nil, usageErrorf("probe: a client certificate needs both --tls-cert and --tls-key")
-	}
-	if f.cert != "" {
-		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
-		if err != nil {
-			return nil, fmt.Errorf("loading --tls-cert/--tls-key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return withClientCerts("probe", cfg, f.ca, f.cert, f.key)
 }
 
 // probeTarget is where to probe.

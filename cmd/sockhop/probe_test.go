@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -260,58 +259,9 @@ func startNodeServer(t *testing.T) ([]string, func() string) {
 	requireNodePeer(t)
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command("node", "peer.js", "server", "--port", port)
-	cmd.Dir = nodeDir
-	stdin, err := cmd.StdinPipe() // the peer exits when its stdin closes
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var out strings.Builder
-	listening := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		once := sync.Once{}
-		for sc.Scan() {
-			mu.Lock()
-			out.WriteString(sc.Text() + "\n")
-			mu.Unlock()
-			if strings.Contains(sc.Text(), `"listening"`) {
-				once.Do(func() { close(listening) })
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		stdin.Close()
-		select {
-		case <-done:
-		case <-time.After(testWait):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = cmd.Wait()
-	})
-	select {
-	case <-listening:
-	case <-done:
-		t.Fatalf("node peer exited before listening: %s", out.String())
-	case <-time.After(testWait):
-		t.Fatal("node peer did not listen")
-	}
-	return []string{"--addr", net.JoinHostPort("127.0.0.1", port)}, func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return out.String()
-	}
+	n := runNodePeer(t, "server", port)
+	n.wait(t, `"listening"`)
+	return []string{"--addr", net.JoinHostPort("127.0.0.1", port)}, n.output
 }
 
 // TestProbeNode1x probes a real Sockhop 1.8.4 server: no handshake, but it
