@@ -82,6 +82,28 @@ type lineReader struct {
 	done  chan struct{}
 }
 
+// pipeClient connects a client, configured by edit, to the returned peer
+// end of a net.Pipe (inside a synctest bubble); disc receives the reason of
+// its disconnect. Both are closed when the test ends.
+func pipeClient(t *testing.T, edit func(*ClientOptions)) (*Client, net.Conn, *lineReader, chan error) {
+	t.Helper()
+	cliEnd, peer := net.Pipe()
+	lines := readLines(peer)
+	disc := make(chan error, 1)
+	o := ClientOptions{
+		Dial:         func(context.Context, string, string) (net.Conn, error) { return cliEnd, nil },
+		OnDisconnect: func(_ *Client, err error) { disc <- err },
+	}
+	edit(&o)
+	c := NewClient(o)
+	t.Cleanup(func() {
+		c.Close()
+		peer.Close()
+	})
+	noErr(t, c.Connect(context.Background()))
+	return c, peer, lines, disc
+}
+
 func readLines(c net.Conn) *lineReader {
 	r := &lineReader{done: make(chan struct{})}
 	go func() {
@@ -164,19 +186,10 @@ func codeOf(err error) string {
 func TestPingTimeoutClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const P = 100 * time.Millisecond
-		cliEnd, peer := net.Pipe()
-		defer peer.Close()
-		lines := readLines(peer)
-		disc := make(chan error, 1)
-		o := ClientOptions{
-			Dial:         func(context.Context, string, string) (net.Conn, error) { return cliEnd, nil },
-			OnDisconnect: func(_ *Client, err error) { disc <- err },
-		}
-		o.CompatibilityMode = true
-		o.PingInterval = P
-		c := NewClient(o)
-		defer c.Close()
-		noErr(t, c.Connect(context.Background()))
+		c, _, lines, disc := pipeClient(t, func(o *ClientOptions) {
+			o.CompatibilityMode = true
+			o.PingInterval = P
+		})
 		start := time.Now()
 
 		time.Sleep(4*P - time.Millisecond)
@@ -255,19 +268,10 @@ func TestPingTimeoutServer(t *testing.T) {
 func TestPingLatePongCounts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const P = 100 * time.Millisecond
-		cliEnd, peer := net.Pipe()
-		defer peer.Close()
-		lines := readLines(peer)
-		disc := make(chan error, 1)
-		o := ClientOptions{
-			Dial:         func(context.Context, string, string) (net.Conn, error) { return cliEnd, nil },
-			OnDisconnect: func(_ *Client, err error) { disc <- err },
-		}
-		o.CompatibilityMode = true
-		o.PingInterval = P
-		c := NewClient(o)
-		defer c.Close()
-		noErr(t, c.Connect(context.Background()))
+		c, peer, lines, disc := pipeClient(t, func(o *ClientOptions) {
+			o.CompatibilityMode = true
+			o.PingInterval = P
+		})
 		start := time.Now()
 
 		// Pings 1 and 2 go unanswered; ping 3 is answered just before the
@@ -702,19 +706,10 @@ func TestPingWaitsForInit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const P = 100 * time.Millisecond
 		const hs = 400 * time.Millisecond
-		cliEnd, peer := net.Pipe()
-		defer peer.Close()
-		lines := readLines(peer)
-		disc := make(chan error, 1)
-		o := ClientOptions{
-			Dial:         func(context.Context, string, string) (net.Conn, error) { return cliEnd, nil },
-			OnDisconnect: func(_ *Client, err error) { disc <- err },
-		}
-		o.HandshakeTimeout = hs
-		o.PingInterval = P
-		c := NewClient(o)
-		defer c.Close()
-		noErr(t, c.Connect(context.Background()))
+		c, _, lines, disc := pipeClient(t, func(o *ClientOptions) {
+			o.HandshakeTimeout = hs
+			o.PingInterval = P
+		})
 		start := time.Now()
 
 		time.Sleep(hs + P - time.Millisecond)
