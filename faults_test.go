@@ -163,3 +163,49 @@ func TestMaxConnections(t *testing.T) {
 		equal(t, "reply", string(r.JSON()), fmt.Sprint(i))
 	}
 }
+
+// TestRequestLimits: MaxConcurrentRequests bounds the request handlers
+// running at once on a connection (the rest wait their turn, none is
+// lost), and MaxPendingRequests bounds our own requests awaiting replies.
+func TestRequestLimits(t *testing.T) {
+	o := ServerOptions{ConnOptions: fastOpts()}
+	o.MaxConcurrentRequests = 2
+	srv := startServer(t, transports[0], o)
+	var mu sync.Mutex
+	running, peak := 0, 0
+	release := make(chan struct{})
+	srv.Handle("Slow", func(ctx context.Context, m *Message) error {
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return m.Reply(ctx, "done")
+	})
+	co := ClientOptions{ConnOptions: fastOpts()}
+	co.MaxPendingRequests = 5
+	c := startClient(t, transports[0], srv, co)
+	errs := make(chan error, 5)
+	for range 5 {
+		go func() {
+			_, err := c.Request(testCtx(t), Named{Type: "Slow", Data: 1})
+			errs <- err
+		}()
+	}
+	eventually(t, "5 requests pending", func() bool { return c.Stats().RequestsPending == 5 })
+	_, err := c.Request(testCtx(t), Named{Type: "Slow", Data: 1})
+	errorIs(t, err, &Error{Code: CodeTooManyRequests})
+	eventually(t, "2 handlers running", func() bool { mu.Lock(); defer mu.Unlock(); return running == 2 })
+	time.Sleep(50 * time.Millisecond) // room for a third to start, were the bound broken
+	close(release)
+	for range 5 {
+		noErr(t, recv(t, errs, "a reply"))
+	}
+	mu.Lock()
+	equal(t, "peak concurrent handlers", peak, 2)
+	mu.Unlock()
+	equal(t, "limit violations counted", c.Stats().LimitViolations, 1)
+}
