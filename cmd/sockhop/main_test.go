@@ -109,12 +109,13 @@ type serveProc struct {
 	target  []string // the send flags that reach it
 }
 
-// startServe starts serve with args and waits for it to listen. It is
-// stopped at the end of the test if the test did not stop it.
-func startServe(t *testing.T, args ...string) *serveProc {
+// startEvents runs the binary with args and collects the JSON lines it
+// prints, as startServe does for serve. It is stopped at the end of the
+// test if the test did not stop it.
+func startEvents(t *testing.T, args []string) *serveProc {
 	t.Helper()
 	p := &serveProc{changed: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--json"}, args...)...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = childEnv
 	p.cmd.Stderr = &p.stderr
 	out, err := p.cmd.StdoutPipe()
@@ -152,9 +153,17 @@ func startServe(t *testing.T, args ...string) *serveProc {
 		case <-time.After(testWait):
 			_ = p.cmd.Process.Kill()
 			<-p.exited
-			t.Errorf("serve did not exit on SIGTERM")
+			t.Errorf("%s did not exit on SIGTERM", args[0])
 		}
 	})
+	return p
+}
+
+// startServe starts serve with args and waits for it to listen. It is
+// stopped at the end of the test if the test did not stop it.
+func startServe(t *testing.T, args ...string) *serveProc {
+	t.Helper()
+	p := startEvents(t, append([]string{"serve", "--json"}, args...))
 	ev := p.waitFor(t, "listening", map[string]any{"event": "listening"})
 	if u, ok := ev["unix"].(string); ok {
 		p.target = []string{"--unix", u}

@@ -9,11 +9,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,56 +30,6 @@ func startSniff(t *testing.T, args ...string) *serveProc {
 	} else {
 		p.target = []string{"--addr", ev["addr"].(string)}
 	}
-	return p
-}
-
-// startEvents runs the binary with args and collects the JSON lines it
-// prints, as startServe does for serve. It is stopped at the end of the
-// test if the test did not stop it.
-func startEvents(t *testing.T, args []string) *serveProc {
-	t.Helper()
-	p := &serveProc{changed: make(chan struct{}), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = childEnv
-	p.cmd.Stderr = &p.stderr
-	out, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		dec := json.NewDecoder(out)
-		for {
-			var ev map[string]any
-			if dec.Decode(&ev) != nil {
-				break
-			}
-			p.mu.Lock()
-			p.events = append(p.events, ev)
-			close(p.changed)
-			p.changed = make(chan struct{})
-			p.mu.Unlock()
-		}
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-			return
-		default:
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(testWait):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			t.Errorf("%s did not exit on SIGTERM", args[0])
-		}
-	})
 	return p
 }
 
