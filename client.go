@@ -398,26 +398,3 @@ func (c *Client) Close() error {
 	c.dropHeld(held, errClosed("client"))
 	return err
 }
-
-func sendValue(ctx context.Context, cn *conn, v any) error {
-	body, err := encodeValue(v)
-	if err != nil {
-		return err
-	}
-	return cn.send(ctx, &body, false)
-}
-
-func sendTyped(ctx context.Context, cn *conn, typ string, b []byte) error {
-	if err := checkTyped(typ); err != nil {
-		return err
-	}
-	return cn.send(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
-}
-
-func requestValue(ctx context.Context, cn *conn, v any) (*Message, error) {
-	body, err := encodeValue(v)
-	if err != nil {
-		return nil, err
-	}
-	return cn.request(ctx, &body, false)
-}

@@ -91,3 +91,29 @@ func (s *Session) Close() error {
 
 // Wait blocks until the session's goroutines have ended or ctx is done.
 func (s *Session) Wait(ctx context.Context) error { return s.c.wait(ctx) }
+
+// The session methods, on the connection itself (a Client goes through its
+// reconnect buffer instead).
+
+func sendValue(ctx context.Context, cn *conn, v any) error {
+	body, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	return cn.send(ctx, &body, false)
+}
+
+func sendTyped(ctx context.Context, cn *conn, typ string, b []byte) error {
+	if err := checkTyped(typ); err != nil {
+		return err
+	}
+	return cn.send(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
+}
+
+func requestValue(ctx context.Context, cn *conn, v any) (*Message, error) {
+	body, err := encodeValue(v)
+	if err != nil {
+		return nil, err
+	}
+	return cn.request(ctx, &body, false)
+}
