@@ -112,6 +112,12 @@ func (c *conn) start() {
 	}
 	c.started = true
 	c.lifeMu.Unlock()
+	c.wmu.Lock()
+	c.canWrite = true
+	if c.queuedN > 0 || len(c.open) > 0 {
+		c.startWriterLocked() // sent from OnSessionStart
+	}
+	c.wmu.Unlock()
 	// Our handshake is queued before the reader starts, so it is always the
 	// first line we write, even when the peer's handshake is already waiting
 	// to be answered (PROTOCOL.md 5.3).
@@ -120,17 +126,17 @@ func (c *conn) start() {
 	} else {
 		c.sendHandshake()
 	}
-	// The dispatcher starts with the first application message (see
-	// handle), and the closer closes finished once the rest have ended:
-	// an idle connection runs two goroutines, which matters to a server
-	// holding many (each costs 4 KiB or more of stack).
-	n := 2
+	// The writer runs only while something is queued, the dispatcher
+	// starts with the first application message (see handle), and the
+	// closer closes finished once the rest have ended: an idle connection
+	// runs one goroutine, which matters to a server holding many (each
+	// costs 4 KiB or more of stack).
+	n := 1
 	if c.o.PingInterval > 0 {
 		n++
 	}
 	c.wg.Add(n)
 	go c.readLoop()
-	go c.writeLoop()
 	if c.o.PingInterval > 0 {
 		go c.pingLoop(c.o.PingInterval)
 	}
@@ -184,6 +190,15 @@ func (c *conn) close(reason error, graceful bool) {
 		}
 		c.wmu.Lock()
 		c.closing = true
+		if !c.writing {
+			// No writer runs: start one to flush what is queued, or, with
+			// nothing queued, the write side is finished now.
+			if c.queuedN > 0 || len(c.open) > 0 {
+				c.startWriterLocked()
+			} else {
+				c.endWriteLocked()
+			}
+		}
 		c.wmu.Unlock()
 		close(c.done)
 		c.cancel()

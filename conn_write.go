@@ -31,7 +31,12 @@ type writeState struct {
 	holdUntil time.Time
 	waiters   int
 	spaceCh   chan struct{} // closed and replaced when the queue drains
-	kick      chan struct{}
+	// writing: a writer goroutine runs. It is started when something is
+	// queued and ends when the queue is empty, so an idle connection has
+	// no writer (and no stack for one).
+	writing  bool
+	canWrite bool // the conn was started: until then messages only queue
+	writeEnd bool // writeDone was closed: the write side is finished
 }
 
 // Segment sizes: shared bytes shorter than sharedMin are copied into the
@@ -66,13 +71,24 @@ func (w *writeState) openBuf() []byte {
 
 func (w *writeState) init() {
 	w.spaceCh = make(chan struct{})
-	w.kick = make(chan struct{}, 1)
 }
 
-func (c *conn) wake() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
+// startWriterLocked makes sure a writer runs for what was just queued; wmu
+// held.
+func (c *conn) startWriterLocked() {
+	if c.writing || c.writeEnd || !c.canWrite {
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	go c.writeLoop()
+}
+
+// endWriteLocked marks the write side finished for good; wmu held.
+func (c *conn) endWriteLocked() {
+	if !c.writeEnd {
+		c.writeEnd = true
+		close(c.writeDone)
 	}
 }
 
@@ -97,8 +113,8 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool) error {
 		}
 		if c.queuedN == 0 || c.queuedN+encodedSize(m) <= c.o.MaxQueueBytes {
 			c.appendLocked(m)
+			c.startWriterLocked()
 			c.wmu.Unlock()
-			c.wake()
 			return nil
 		}
 		ch := c.spaceCh
@@ -148,8 +164,8 @@ func (c *conn) sendControl(m *wire.Message) {
 		return
 	}
 	c.appendLocked(m)
+	c.startWriterLocked()
 	c.wmu.Unlock()
-	c.wake()
 }
 
 // sendEncoded queues bytes already encoded for each mode (a broadcast). It
@@ -183,8 +199,8 @@ func (c *conn) sendEncoded(enc *encodedPair) error {
 	}
 	c.queuedN += len(b)
 	c.countOut()
+	c.startWriterLocked()
 	c.wmu.Unlock()
-	c.wake()
 	return nil
 }
 
@@ -254,21 +270,19 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 		c.holdSegs = len(c.segs)
 		c.holdUntil = time.Now().Add(c.o.TransitionHold)
 	}
+	c.startWriterLocked()
 	c.wmu.Unlock()
-	c.wake()
 	return true
 }
 
-// writeLoop drains the queue: one write per wake-up with everything queued.
+// writeLoop drains the queue, one write per round with everything queued,
+// and ends when the queue is empty (the next message starts a new one).
+// When the connection is closing, the writer that empties the queue also
+// closes writeDone.
 func (c *conn) writeLoop() {
 	defer c.wg.Done()
-	defer close(c.writeDone)
 	var batch, owned [][]byte // reused between rounds
 	for {
-		select {
-		case <-c.kick:
-		case <-c.done:
-		}
 		// Let the goroutines that are about to queue something (replies
 		// being encoded by request workers, a burst of sends) do so before
 		// the batch is taken: fewer, fuller writes. Measured: 64 requests
@@ -276,6 +290,14 @@ func (c *conn) writeLoop() {
 		runtime.Gosched()
 		c.wmu.Lock()
 		c.seal()
+		if len(c.segs) == 0 {
+			c.writing = false
+			if c.closing {
+				c.endWriteLocked()
+			}
+			c.wmu.Unlock()
+			return
+		}
 		batch, owned = batch[:0], owned[:0]
 		take := len(c.segs)
 		var holdFor time.Duration
@@ -302,15 +324,16 @@ func (c *conn) writeLoop() {
 			close(c.spaceCh)
 			c.spaceCh = make(chan struct{})
 		}
-		closing := c.closing
 		c.wmu.Unlock()
 
-		if len(batch) > 0 {
-			if err := c.write(batch); err != nil {
-				c.flushErr = err // read after writeDone is closed
-				c.close(err, false)
-				return
-			}
+		if err := c.write(batch); err != nil {
+			c.flushErr = err // read after writeDone is closed
+			c.close(err, false)
+			c.wmu.Lock()
+			c.writing = false
+			c.endWriteLocked()
+			c.wmu.Unlock()
+			return
 		}
 		for _, b := range owned {
 			if cap(b) <= poolMax {
@@ -327,16 +350,6 @@ func (c *conn) writeLoop() {
 			case <-c.done:
 			}
 			t.Stop()
-			c.wake()
-		}
-		if closing {
-			c.wmu.Lock()
-			empty := c.queuedN == 0
-			c.wmu.Unlock()
-			if empty {
-				return
-			}
-			c.wake()
 		}
 	}
 }
