@@ -163,7 +163,14 @@ func startEvents(t *testing.T, args []string) *serveProc {
 // stopped at the end of the test if the test did not stop it.
 func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
-	p := startEvents(t, append([]string{"serve", "--json"}, args...))
+	return startListening(t, "serve", args)
+}
+
+// startListening runs `sockhop cmd --json args...` (serve or sniff), waits
+// for its listening event and sets target to the flags that reach it.
+func startListening(t *testing.T, cmd string, args []string) *serveProc {
+	t.Helper()
+	p := startEvents(t, append([]string{cmd, "--json"}, args...))
 	ev := p.waitFor(t, "listening", map[string]any{"event": "listening"})
 	if u, ok := ev["unix"].(string); ok {
 		p.target = []string{"--unix", u}

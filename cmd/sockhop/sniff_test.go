@@ -23,14 +23,7 @@ import (
 // listen; target is its address for a client.
 func startSniff(t *testing.T, args ...string) *serveProc {
 	t.Helper()
-	p := startEvents(t, append([]string{"sniff", "--json"}, args...))
-	ev := p.waitFor(t, "listening", map[string]any{"event": "listening"})
-	if u, ok := ev["unix"].(string); ok {
-		p.target = []string{"--unix", u}
-	} else {
-		p.target = []string{"--addr", ev["addr"].(string)}
-	}
-	return p
+	return startListening(t, "sniff", args)
 }
 
 // count returns how many events so far have every key and value of want.
