@@ -170,7 +170,12 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	defer child.stop()
 	b.child = child
+	stopProfile, err := startBenchProfile("client")
+	if err != nil {
+		return err
+	}
 	res, err := b.sc.run(ctx, b)
+	stopProfile()
 	b.prog.stop()
 	if err != nil {
 		if ctx.Err() != nil {

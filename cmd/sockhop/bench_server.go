@@ -153,6 +153,11 @@ func runBenchServer(ctx context.Context, e *env, args []string) error {
 		return m.Reply(ctx, benchRSS{RSSKB: rss, HeapKB: heap, Sessions: len(srv.Sessions())})
 	})
 
+	stopProfile, err := startBenchProfile("server")
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if err := srv.Listen(); err != nil {
 		return err
 	}
