@@ -2,9 +2,10 @@ package wire
 
 import (
 	"bytes"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -40,9 +41,14 @@ var TransitionData = []byte("{}")
 
 // AppendUUID appends a fresh random UUID version 4 (36 lowercase hex
 // characters with dashes), the callback id format of the reference (6.1).
+// The bits come from math/rand/v2's runtime source (ChaCha8, seeded by the
+// system, per thread): unpredictable enough for ids only the one peer sees
+// and that need only be unique among that connection's pending requests,
+// and with no system call, which crypto/rand made on every request.
 func AppendUUID(dst []byte) []byte {
 	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails on Go 1.24+
+	binary.LittleEndian.PutUint64(u[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(u[8:], rand.Uint64())
 	u[6] = u[6]&0x0f | 0x40
 	u[8] = u[8]&0x3f | 0x80
 	const hex = "0123456789abcdef"
