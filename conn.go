@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -39,6 +40,8 @@ type conn struct {
 
 	inbox  *inbox
 	reqSem chan struct{}
+	workerPool
+	inlineState
 
 	ctx    context.Context // handed to handlers; cancelled on close
 	cancel context.CancelFunc
@@ -56,6 +59,7 @@ type conn struct {
 	writeDone    chan struct{}
 	wg           sync.WaitGroup // the reader, writer, dispatcher and pinger
 	dispatching  bool           // the dispatcher was started (reader-owned)
+	strikes      int            // undecodable messages so far (reader-owned)
 	finished     chan struct{}  // closed when every goroutine has ended
 	stats        connStats
 	retired      bool // its stats were added to the owner's totals (owner's lock)
@@ -87,7 +91,8 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 
 		dispatchDone: make(chan struct{}),
 	}
-	c.dec = wire.NewDecoder(countingReader{nc, &c.stats.bytesIn, o.IdleTimeout}, []byte(o.RxTerminator), o.MaxMessageSize)
+	c.work = make(chan *Message)
+	c.dec = wire.NewDecoder(socketReader{c}, []byte(o.RxTerminator), o.MaxMessageSize)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.writeState.init()
 	c.pendingTable.init()
@@ -97,6 +102,14 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true) // Go's default; said here because the writer coalesces anyway
+	}
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn, *tls.Conn:
+		// Sockets, where a goroutine wake-up is what handlers on the
+		// reader save. Not on in-memory conns (net.Pipe), which is also
+		// what tests under testing/synctest use: the process-wide
+		// watcher must never touch a conn of a synctest bubble.
+		c.inlineOK = true
 	}
 	return c
 }
@@ -135,8 +148,9 @@ func (c *conn) start() {
 	if c.o.PingInterval > 0 {
 		n++
 	}
-	c.wg.Add(n)
-	go c.readLoop()
+	c.wg.Add(n) // the read role and the pinger
+	c.workers.Add(1)
+	go c.worker(readRole)
 	if c.o.PingInterval > 0 {
 		go c.pingLoop(c.o.PingInterval)
 	}

@@ -9,18 +9,21 @@ import (
 	"github.com/sockhop/sockhop-go/internal/wire"
 )
 
-// readLoop decodes the peer's stream. Protocol messages and callback replies
-// are handled here; application messages go to the dispatcher in order.
-func (c *conn) readLoop() {
-	defer c.wg.Done()
-	defer close(c.readDone)
-	defer func() {
-		c.inbox.close()
-		if !c.dispatching {
-			close(c.dispatchDone) // no message ever needed a dispatcher
-		}
-	}()
-	strikes := 0
+// The reading is a role, not a goroutine: whichever goroutine holds it
+// decodes the stream. A message that may start at once runs on the
+// goroutine that read it (see inline.go); when its handler blocks, the
+// reading moves to an idle worker or a new goroutine and the old reader
+// becomes a worker when its handler returns. Every goroutine that can hold
+// the role is a worker (counted in workers); the role itself is counted in
+// wg, from start until endRead.
+
+// readRole is handed to a worker to make it the reader.
+var readRole = new(Message)
+
+// read decodes the stream while the calling goroutine holds the read role.
+// It returns false when the stream has ended (endRead done), true when the
+// reading moved to another goroutine while this one ran a handler.
+func (c *conn) read() bool {
 	for {
 		m, err := c.dec.Next()
 		if err != nil {
@@ -29,13 +32,13 @@ func (c *conn) readLoop() {
 				if c.isDone() {
 					continue
 				}
-				strikes++
+				c.strikes++
 				c.stats.protoErrors.Add(1)
 				perr := newError(de.Code, fmt.Sprintf("from %s: %s", c.remote(), de.Msg), nil)
 				c.reportError(perr)
-				if c.o.MaxProtocolErrors > 0 && strikes > c.o.MaxProtocolErrors {
+				if c.o.MaxProtocolErrors > 0 && c.strikes > c.o.MaxProtocolErrors {
 					c.stats.limits.Add(1)
-					c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), strikes, c.o.MaxProtocolErrors), nil), false)
+					c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), c.strikes, c.o.MaxProtocolErrors), nil), false)
 				}
 				continue
 			}
@@ -47,7 +50,8 @@ func (c *conn) readLoop() {
 				err = peerError(err)
 			}
 			c.close(err, false)
-			return
+			c.endRead()
+			return false
 		}
 		if c.isDone() {
 			continue // draining until the peer's FIN after a graceful close
@@ -57,8 +61,24 @@ func (c *conn) readLoop() {
 		} else {
 			c.stats.jsonIn.Add(1)
 		}
-		c.handle(&m)
+		if req := c.handle(&m); req != nil {
+			still := c.runInline(req)
+			<-c.reqSem
+			if !still {
+				return true
+			}
+		}
 	}
+}
+
+// endRead ends the read role: no message is queued after it.
+func (c *conn) endRead() {
+	c.inbox.close()
+	if !c.dispatching {
+		close(c.dispatchDone) // no message ever needed a dispatcher
+	}
+	close(c.readDone)
+	c.wg.Done()
 }
 
 func (c *conn) reportError(err error) {
@@ -69,8 +89,9 @@ func (c *conn) reportError(err error) {
 }
 
 // handle acts on one decoded message (PROTOCOL.md 3.5, 4.5): reserved types
-// first, then callback responses, then the application.
-func (c *conn) handle(m *wire.Message) {
+// first, then callback responses, then the application. It returns a
+// request the reader may run itself (see read), holding a reqSem slot.
+func (c *conn) handle(m *wire.Message) *Message {
 	if m.Reserved() {
 		switch m.Type {
 		case wire.TypeHandshake:
@@ -89,25 +110,38 @@ func (c *conn) handle(m *wire.Message) {
 		case wire.TypePong:
 			c.onPong(m)
 		}
-		return
+		return nil
 	}
 	if m.Kind == wire.Response {
 		if c.isOwnHandshake(m.ID) {
 			c.onHandshakeReply(m)
-			return
+			return nil
 		}
 		if !c.deliver(m.ID, newMessage(nil, m)) {
 			c.stats.protoErrors.Add(1)
 			c.reportError(newError(CodeUnknownCallback, fmt.Sprintf("reply from %s for callback id %q, which is not pending (answered twice, timed out or never sent); dropped", c.remote(), m.ID), nil))
 		}
-		return
+		return nil
 	}
 	if !c.dispatching {
 		c.dispatching = true
 		c.wg.Add(1) // before readDone is closed, so before the closer waits
 		go c.dispatchLoop()
 	}
-	c.inbox.push(newMessage(c, m), c.done)
+	msg := newMessage(c, m)
+	if msg.IsRequest() && c.inlineOK && c.inbox.idle() {
+		// Nothing waits in the inbox and no plain handler runs, so the
+		// request may start now, in order, as the dispatcher would start
+		// it, and on this goroutine (read runs it). Only when a slot is
+		// free: the reader must never wait for one.
+		select {
+		case c.reqSem <- struct{}{}:
+			return msg
+		default:
+		}
+	}
+	c.inbox.push(msg, c.done)
+	return nil
 }
 
 // dispatchLoop runs handlers: plain messages one after another in arrival
@@ -121,16 +155,11 @@ func (c *conn) handle(m *wire.Message) {
 // after the end see their ctx cancelled.
 func (c *conn) dispatchLoop() {
 	defer c.wg.Done()
-	// Request goroutines are kept, up to maxIdleWorkers, for the next
-	// requests: a new goroutine per request grew its stack anew for every
-	// handler that decodes JSON, which cost about a seventh of the CPU of
-	// a request/reply exchange with 64 requests in flight.
-	var workers sync.WaitGroup
-	var idle atomic.Int32
-	work := make(chan *Message)
 	defer func() {
-		close(work)
-		workers.Wait()
+		// The reader has ended (the inbox is closed), so nothing starts
+		// a request any more.
+		close(c.work)
+		c.workers.Wait()
 		close(c.dispatchDone)
 	}()
 	for {
@@ -143,13 +172,18 @@ func (c *conn) dispatchLoop() {
 			continue
 		}
 		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
-		select {
-		case work <- m: // an idle worker takes it
-		default:
-			workers.Add(1)
-			go c.requestWorker(m, work, &idle, &workers)
-		}
+		c.startRequest(m)
 	}
+}
+
+// workerPool keeps request goroutines, up to maxIdleWorkers, for the next
+// requests: a new goroutine per request grew its stack anew for every
+// handler that decodes JSON, which cost about a seventh of the CPU of a
+// request/reply exchange with 64 requests in flight.
+type workerPool struct {
+	work    chan *Message // unbuffered: a send succeeds only to an idle worker
+	idle    atomic.Int32
+	workers sync.WaitGroup
 }
 
 // maxIdleWorkers bounds the request goroutines a connection keeps waiting
@@ -157,20 +191,37 @@ func (c *conn) dispatchLoop() {
 // many requests running at once, and the GC shrinks their stacks.
 const maxIdleWorkers = 64
 
-// requestWorker runs m, then the requests the dispatcher hands it while it
-// waits, until enough others wait or the dispatcher ends.
-func (c *conn) requestWorker(m *Message, work <-chan *Message, idle *atomic.Int32, workers *sync.WaitGroup) {
-	defer workers.Done()
+// startRequest runs request m in an idle worker or a new one; the caller
+// holds a reqSem slot for it. Only the dispatcher calls it, before it
+// closes work.
+func (c *conn) startRequest(m *Message) {
+	select {
+	case c.work <- m:
+	default:
+		c.workers.Add(1)
+		go c.worker(m)
+	}
+}
+
+// worker runs m (a request, or readRole: read until the stream ends or
+// the reading moves on), then whatever is handed to it while it waits,
+// until enough others wait or the dispatcher ends.
+func (c *conn) worker(m *Message) {
+	defer c.workers.Done()
 	for {
-		c.run(m)
-		<-c.reqSem
-		if idle.Add(1) > maxIdleWorkers {
-			idle.Add(-1)
+		if m != readRole {
+			c.run(m)
+			<-c.reqSem
+		} else if !c.read() {
+			return // the stream ended
+		}
+		if c.idle.Add(1) > maxIdleWorkers {
+			c.idle.Add(-1)
 			return
 		}
 		var ok bool
-		m, ok = <-work
-		idle.Add(-1)
+		m, ok = <-c.work
+		c.idle.Add(-1)
 		if !ok {
 			return
 		}

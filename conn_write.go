@@ -37,7 +37,31 @@ type writeState struct {
 	writing  bool
 	canWrite bool // the conn was started: until then messages only queue
 	writeEnd bool // writeDone was closed: the write side is finished
+	// inlineMsg is the request whose handler runs on the reader now;
+	// deferred: its reply (or earlier ones) is queued for the reader to
+	// write just before it next reads from the socket, so that the
+	// replies to a batch of requests read at once leave in one write.
+	inlineMsg *Message
+	deferred  bool
 }
+
+// sendHow says who writes what send queues.
+type sendHow uint8
+
+const (
+	// queued: the writer goroutine, which gathers a burst into one write
+	// (fire-and-forget sends).
+	queued sendHow = iota
+	// writeNow: the caller, when no writer runs and nothing else is
+	// queued, instead of waking a writer goroutine; for a caller about to
+	// wait anyway (a request). On a round trip that is one goroutine
+	// switch less.
+	writeNow
+	// reply: as writeNow, except that the reply to the request whose
+	// handler runs on the reader is left for the reader to write before
+	// its next socket read.
+	reply
+)
 
 // Segment sizes: shared bytes shorter than sharedMin are copied into the
 // open segment (an iovec entry costs more than a small copy); a message
@@ -93,8 +117,8 @@ func (c *conn) endWriteLocked() {
 }
 
 // send queues one message, waiting while the queue is full. typed marks a
-// typed buffer, which needs binary mode.
-func (c *conn) send(ctx context.Context, m *wire.Message, typed bool) error {
+// typed buffer, which needs binary mode; how says who writes it.
+func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHow) error {
 	for {
 		c.wmu.Lock()
 		if c.closing {
@@ -113,7 +137,15 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool) error {
 		}
 		if c.queuedN == 0 || c.queuedN+encodedSize(m) <= c.o.MaxQueueBytes {
 			c.appendLocked(m)
-			c.startWriterLocked()
+			switch {
+			case how == reply && c.inlineMsg != nil && c.inlineMsg.id == m.ID && c.writerIdleLocked():
+				c.deferred = true
+			case how != queued && c.writerIdleLocked():
+				c.writeInline() // unlocks wmu
+				return nil
+			default:
+				c.startWriterLocked()
+			}
 			c.wmu.Unlock()
 			return nil
 		}
@@ -275,6 +307,104 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 	return true
 }
 
+// writerIdleLocked reports whether the caller may write now: no writer
+// runs, the conn was started and is not finished, and no transition hold
+// is pending; wmu held.
+func (c *conn) writerIdleLocked() bool {
+	return !c.writing && c.canWrite && !c.writeEnd && c.holdSegs == 0
+}
+
+// flushDeferred writes the replies left for the reader (see sendHow); the
+// reader calls it before every socket read.
+func (c *conn) flushDeferred() {
+	c.wmu.Lock()
+	if c.deferred && c.writerIdleLocked() {
+		c.writeInline() // unlocks wmu
+		return
+	}
+	c.wmu.Unlock()
+}
+
+// writeInline writes what is queued from the calling goroutine, which
+// holds wmu and found the writer idle (writerIdleLocked). It writes one
+// batch only; whatever others queued meanwhile goes to a writer goroutine,
+// so a caller is held up by one write at most. It unlocks wmu.
+func (c *conn) writeInline() {
+	c.writing = true
+	var segs, owned [2][]byte // what one message makes: no allocation
+	batch, own, _ := c.takeLocked(segs[:0], owned[:0])
+	c.wmu.Unlock()
+	err := c.write(batch)
+	c.wmu.Lock()
+	if err != nil {
+		c.wmu.Unlock()
+		c.writeFailed(err)
+		return
+	}
+	releaseSegs(own)
+	c.writing = false
+	if len(c.segs) > 0 || len(c.open) > 0 {
+		c.startWriterLocked()
+	} else if c.closing {
+		c.endWriteLocked()
+	}
+	c.wmu.Unlock()
+}
+
+// takeLocked moves the queued segments into batch (and the pooled ones also
+// into owned) for one write, up to a transition hold, which it reports;
+// wmu held.
+func (c *conn) takeLocked(batch, owned [][]byte) (_, _ [][]byte, holdFor time.Duration) {
+	c.seal()
+	c.deferred = false
+	take := len(c.segs)
+	if c.holdSegs > 0 {
+		// Write up to and including the transition line now; the frames
+		// after it wait until the hold ends.
+		take = c.holdSegs
+		holdFor = time.Until(c.holdUntil)
+		c.holdSegs = 0
+	}
+	for i, seg := range c.segs[:take] {
+		batch = append(batch, seg)
+		if c.owned[i] {
+			owned = append(owned, seg)
+		}
+		c.queuedN -= len(seg)
+	}
+	n := copy(c.segs, c.segs[take:])
+	clear(c.segs[n:])
+	c.segs = c.segs[:n]
+	copy(c.owned, c.owned[take:])
+	c.owned = c.owned[:n]
+	if c.waiters > 0 {
+		close(c.spaceCh)
+		c.spaceCh = make(chan struct{})
+	}
+	return batch, owned, holdFor
+}
+
+// releaseSegs returns written pooled segments to the pool.
+func releaseSegs(owned [][]byte) {
+	for _, b := range owned {
+		if cap(b) <= poolMax {
+			b = b[:0]
+			bufPool.Put(&b)
+		}
+	}
+}
+
+// writeFailed ends the write side after a failed write: the connection
+// closes and a graceful close learns why its flush failed.
+func (c *conn) writeFailed(err error) {
+	c.flushErr = err // read after writeDone is closed
+	c.close(err, false)
+	c.wmu.Lock()
+	c.writing = false
+	c.endWriteLocked()
+	c.wmu.Unlock()
+}
+
 // writeLoop drains the queue, one write per round with everything queued,
 // and ends when the queue is empty (the next message starts a new one).
 // When the connection is closing, the writer that empties the queue also
@@ -289,8 +419,7 @@ func (c *conn) writeLoop() {
 		// in flight cost less than half as much per request.
 		runtime.Gosched()
 		c.wmu.Lock()
-		c.seal()
-		if len(c.segs) == 0 {
+		if len(c.segs) == 0 && len(c.open) == 0 {
 			c.writing = false
 			if c.closing {
 				c.endWriteLocked()
@@ -298,49 +427,15 @@ func (c *conn) writeLoop() {
 			c.wmu.Unlock()
 			return
 		}
-		batch, owned = batch[:0], owned[:0]
-		take := len(c.segs)
 		var holdFor time.Duration
-		if c.holdSegs > 0 {
-			// Write up to and including the transition line now; the frames
-			// after it wait until the hold ends.
-			take = c.holdSegs
-			holdFor = time.Until(c.holdUntil)
-			c.holdSegs = 0
-		}
-		for i, seg := range c.segs[:take] {
-			batch = append(batch, seg)
-			if c.owned[i] {
-				owned = append(owned, seg)
-			}
-			c.queuedN -= len(seg)
-		}
-		n := copy(c.segs, c.segs[take:])
-		clear(c.segs[n:])
-		c.segs = c.segs[:n]
-		copy(c.owned, c.owned[take:])
-		c.owned = c.owned[:n]
-		if c.waiters > 0 {
-			close(c.spaceCh)
-			c.spaceCh = make(chan struct{})
-		}
+		batch, owned, holdFor = c.takeLocked(batch[:0], owned[:0])
 		c.wmu.Unlock()
 
 		if err := c.write(batch); err != nil {
-			c.flushErr = err // read after writeDone is closed
-			c.close(err, false)
-			c.wmu.Lock()
-			c.writing = false
-			c.endWriteLocked()
-			c.wmu.Unlock()
+			c.writeFailed(err)
 			return
 		}
-		for _, b := range owned {
-			if cap(b) <= poolMax {
-				b = b[:0]
-				bufPool.Put(&b)
-			}
-		}
+		releaseSegs(owned)
 		clear(batch)
 		clear(owned)
 		if holdFor > 0 {

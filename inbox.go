@@ -14,8 +14,11 @@ type inbox struct {
 	bytes  int
 	max    int
 	closed bool
-	ready  chan struct{} // kicks the dispatcher
-	space  chan struct{} // kicks a waiting reader
+	// running: the dispatcher took a message and has not come back for
+	// the next, so a plain handler may be running.
+	running bool
+	ready   chan struct{} // kicks the dispatcher
+	space   chan struct{} // kicks a waiting reader
 }
 
 func newInbox(max int) *inbox {
@@ -56,6 +59,7 @@ func (in *inbox) push(m *Message, done <-chan struct{}) bool {
 // inbox is closed and empty.
 func (in *inbox) pop() (m *Message, ok bool) {
 	in.mu.Lock()
+	in.running = false
 	for in.head == len(in.q) {
 		if in.closed {
 			in.mu.Unlock()
@@ -72,9 +76,19 @@ func (in *inbox) pop() (m *Message, ok bool) {
 		in.q, in.head = in.q[:0], 0
 	}
 	in.bytes -= msgSize(m)
+	in.running = true
 	in.mu.Unlock()
 	kick(in.space)
 	return m, true
+}
+
+// idle reports whether nothing is queued and no message taken is still
+// being handled: a message handed on directly now would keep its order.
+// Only the pusher may rely on it staying so.
+func (in *inbox) idle() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.head == len(in.q) && !in.running
 }
 
 // close lets pop report the end once the queued messages are taken.

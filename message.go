@@ -125,7 +125,7 @@ func (m *Message) reply(ctx context.Context, body wire.Message) error {
 	}
 	body.Kind, body.ID, body.RawID = wire.Response, m.id, m.rawID
 	typed := body.Bytes && body.Type != wire.TypeBuffer
-	err := m.c.send(ctx, &body, typed)
+	err := m.c.send(ctx, &body, typed, reply)
 	if err != nil {
 		m.replied.Store(false)
 	}

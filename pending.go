@@ -88,10 +88,13 @@ func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Me
 		return nil, err
 	}
 	body.Kind, body.ID = wire.Request, id
-	if err := c.send(ctx, body, typed); err != nil {
+	if err := c.send(ctx, body, typed, writeNow); err != nil {
 		c.forget(id)
 		return nil, err
 	}
+	// A handler running on this connection's reader (perhaps this very
+	// goroutine) would keep the reply from being read: move the reading.
+	c.promoteInline()
 	return c.await(ctx, id, ch, body.Type)
 }
 

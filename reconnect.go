@@ -234,7 +234,7 @@ func (c *Client) writeHeld(ctx context.Context, cn *conn, it *heldMsg) error {
 		}
 		body.Kind, body.ID = wire.Request, it.req.id
 	}
-	err := cn.send(ctx, &body, it.typed)
+	err := cn.send(ctx, &body, it.typed, queued)
 	if it.req != nil {
 		c.mu.Lock()
 		gone := it.req.gone
@@ -285,7 +285,7 @@ func (c *Client) send(ctx context.Context, body wire.Message, typed bool) error 
 	if held || err != nil {
 		return err
 	}
-	return cn.send(ctx, &body, typed)
+	return cn.send(ctx, &body, typed, queued)
 }
 
 // request sends a request on the live connection, or holds it while the

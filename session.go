@@ -100,14 +100,14 @@ func sendValue(ctx context.Context, cn *conn, v any) error {
 	if err != nil {
 		return err
 	}
-	return cn.send(ctx, &body, false)
+	return cn.send(ctx, &body, false, queued)
 }
 
 func sendTyped(ctx context.Context, cn *conn, typ string, b []byte) error {
 	if err := checkTyped(typ); err != nil {
 		return err
 	}
-	return cn.send(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
+	return cn.send(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true, queued)
 }
 
 func requestValue(ctx context.Context, cn *conn, v any) (*Message, error) {

@@ -2,7 +2,6 @@ package sockhop
 
 import (
 	"fmt"
-	"net"
 	"sync/atomic"
 	"time"
 )
@@ -39,6 +38,13 @@ type Stats struct {
 	// GuardedTransitions: our switches to binary mode whose first frames
 	// were held back for a peer that may be Node (PROTOCOL.md 14.1).
 	GuardedTransitions uint64
+	// HandlerHandoffs: handlers that started on the connection's reading
+	// goroutine and then blocked (waited for a reply on their own
+	// connection, or ran past about a millisecond), so the reading moved
+	// to another goroutine. Harmless; a count close to the number of
+	// messages means most handlers block, and each costs a goroutine
+	// wake-up the fast path avoids.
+	HandlerHandoffs uint64
 
 	// Connections: connections opened (accepted by a server; dialled by a
 	// client, reconnections included).
@@ -66,6 +72,7 @@ func (s *Stats) add(o Stats) {
 	s.SlowConsumerCuts += o.SlowConsumerCuts
 	s.LimitViolations += o.LimitViolations
 	s.GuardedTransitions += o.GuardedTransitions
+	s.HandlerHandoffs += o.HandlerHandoffs
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
 	s.BufferDropped += o.BufferDropped
@@ -77,7 +84,7 @@ type connStats struct {
 	bytesIn, bytesOut              atomic.Uint64
 	timedOut, failedByDisconnect   atomic.Uint64
 	protoErrors, slowCuts, limits  atomic.Uint64
-	guarded                        atomic.Uint64
+	guarded, promoted              atomic.Uint64
 }
 
 func (c *conn) statsSnapshot() Stats {
@@ -96,6 +103,7 @@ func (c *conn) statsSnapshot() Stats {
 		SlowConsumerCuts:           st.slowCuts.Load(),
 		LimitViolations:            st.limits.Load(),
 		GuardedTransitions:         st.guarded.Load(),
+		HandlerHandoffs:            st.promoted.Load(),
 		Connections:                1,
 	}
 }
@@ -110,22 +118,23 @@ func (c *conn) countOut() {
 	}
 }
 
-// countingReader counts the bytes the decoder reads from the socket and,
-// with an idle timeout, gives each read a deadline.
-type countingReader struct {
-	r    net.Conn
-	n    *atomic.Uint64
-	idle time.Duration
-}
+// socketReader is what the decoder reads from: the socket, with the
+// bytes counted, replies left for the reader written first (they answer
+// what was read before), and, with an idle timeout, a deadline on each
+// read.
+type socketReader struct{ c *conn }
 
-func (cr countingReader) Read(p []byte) (int, error) {
-	if cr.idle > 0 {
-		_ = cr.r.SetReadDeadline(time.Now().Add(cr.idle))
+func (sr socketReader) Read(p []byte) (int, error) {
+	c := sr.c
+	c.flushDeferred()
+	idle := c.o.IdleTimeout
+	if idle > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
 	}
-	n, err := cr.r.Read(p)
-	cr.n.Add(uint64(n))
-	if err != nil && cr.idle > 0 && isTimeout(err) {
-		err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", cr.idle), err)
+	n, err := c.nc.Read(p)
+	c.stats.bytesIn.Add(uint64(n))
+	if err != nil && idle > 0 && isTimeout(err) {
+		err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", idle), err)
 	}
 	return n, err
 }

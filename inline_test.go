@@ -1,0 +1,191 @@
+package sockhop
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Handlers of requests that may start at once run on the goroutine that
+// read them (inline.go). These tests make such handlers block in the ways
+// that would stop a connection whose reader waited for its handler, and
+// check that nothing stops: the reading moves on.
+
+// sessionStats returns the Stats of the server's only session.
+func sessionStats(t *testing.T, srv *Server) Stats {
+	t.Helper()
+	ss := srv.Sessions()
+	if len(ss) != 1 {
+		t.Fatalf("server has %d sessions, want 1", len(ss))
+	}
+	return ss[0].Stats()
+}
+
+// TestInlineHandlerWaitsForLaterMessage: a request handler blocks until a
+// message sent after the request is handled. Only a reader that moved on
+// can read that message.
+func TestInlineHandlerWaitsForLaterMessage(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+			release := make(chan struct{})
+			srv.Handle("Wait", func(ctx context.Context, m *Message) error {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				return m.Reply(ctx, "released")
+			})
+			srv.Handle("Release", func(context.Context, *Message) error {
+				close(release)
+				return nil
+			})
+			c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+			ctx := testCtx(t)
+			replies := make(chan *Message, 1)
+			errs := make(chan error, 1)
+			go func() {
+				r, err := c.Request(ctx, Named{Type: "Wait", Data: 1})
+				if err != nil {
+					errs <- err
+					return
+				}
+				replies <- r
+			}()
+			// The request is on its way first (same connection, in order).
+			eventually(t, "the request to be pending", func() bool { return c.Stats().RequestsPending == 1 })
+			noErr(t, c.Send(ctx, Named{Type: "Release", Data: 1}))
+			select {
+			case r := <-replies:
+				equal(t, "reply", string(r.JSON()), `"released"`)
+			case err := <-errs:
+				t.Fatal(err)
+			case <-ctx.Done():
+				t.Fatal("the blocked handler was never released: the connection stopped reading")
+			}
+			if n := sessionStats(t, srv).HandlerHandoffs; n < 1 {
+				t.Errorf("HandlerHandoffs = %d, want at least 1", n)
+			}
+		})
+	}
+}
+
+// TestInlineReplyThenBlock: a handler replies, then blocks until the client
+// has the reply. The reply, left for the reader, must be written by
+// whoever moves the reading on, not wait for the handler.
+func TestInlineReplyThenBlock(t *testing.T) {
+	tr := transports[0]
+	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+	gotReply := make(chan struct{})
+	srv.Handle("Ask", func(ctx context.Context, m *Message) error {
+		if err := m.Reply(ctx, "first"); err != nil {
+			return err
+		}
+		select {
+		case <-gotReply:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+	r, err := c.Request(testCtx(t), Named{Type: "Ask", Data: 1})
+	close(gotReply)
+	noErr(t, err)
+	equal(t, "reply", string(r.JSON()), `"first"`)
+}
+
+// TestInlineBlockThenReply: the handler blocks long enough to lose the
+// reader, then replies, then waits until the client has the reply: the
+// reply must leave at once, not when the handler returns.
+func TestInlineBlockThenReply(t *testing.T) {
+	tr := transports[0]
+	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+	gotReply := make(chan struct{})
+	srv.Handle("Ask", func(ctx context.Context, m *Message) error {
+		eventually(t, "the handler to be moved off the reader", func() bool {
+			return m.Session().Stats().HandlerHandoffs > 0
+		})
+		if err := m.Reply(ctx, "after a while"); err != nil {
+			return err
+		}
+		select {
+		case <-gotReply:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+	r, err := c.Request(testCtx(t), Named{Type: "Ask", Data: 1})
+	close(gotReply)
+	noErr(t, err)
+	equal(t, "reply", string(r.JSON()), `"after a while"`)
+}
+
+// TestInlineReplyAfterReturn: the handler hands the request to another
+// goroutine and returns; the reply comes later and must not be left for
+// a reader that is already blocked in a read.
+func TestInlineReplyAfterReturn(t *testing.T) {
+	tr := transports[0]
+	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+	later := make(chan *Message, 1)
+	srv.Handle("Later", func(ctx context.Context, m *Message) error {
+		later <- m
+		return nil
+	})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case m := <-later:
+			time.Sleep(20 * time.Millisecond) // the reader is back in its read
+			_ = m.Reply(context.Background(), "done later")
+		case <-time.After(10 * time.Second):
+		}
+	}()
+	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+	r, err := c.Request(testCtx(t), Named{Type: "Later", Data: 1})
+	noErr(t, err)
+	equal(t, "reply", string(r.JSON()), `"done later"`)
+}
+
+// TestInlineHandlersOverlap: the first request's handler waits for the
+// second request's handler, both on one connection: the second must run
+// while the first still blocks.
+func TestInlineHandlersOverlap(t *testing.T) {
+	tr := transports[0]
+	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+	secondRan := make(chan struct{})
+	srv.Handle("First", func(ctx context.Context, m *Message) error {
+		select {
+		case <-secondRan:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return m.Reply(ctx, 1)
+	})
+	srv.Handle("Second", func(ctx context.Context, m *Message) error {
+		close(secondRan)
+		return m.Reply(ctx, 2)
+	})
+	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+	ctx := testCtx(t)
+	errs := make(chan error, 2)
+	for _, typ := range []string{"First", "Second"} {
+		go func() {
+			_, err := c.Request(ctx, Named{Type: typ, Data: 0})
+			errs <- err
+		}()
+		if typ == "First" {
+			eventually(t, "the first request to be pending", func() bool { return c.Stats().RequestsPending == 1 })
+		}
+	}
+	for range 2 {
+		noErr(t, recv(t, errs, "a reply"))
+	}
+}
