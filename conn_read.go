@@ -61,9 +61,13 @@ func (c *conn) read() bool {
 		} else {
 			c.stats.jsonIn.Add(1)
 		}
-		if req := c.handle(&m); req != nil {
-			still := c.runInline(req)
-			<-c.reqSem
+		if msg := c.handle(&m); msg != nil {
+			still := c.runInline(msg)
+			if msg.IsRequest() {
+				<-c.reqSem
+			} else {
+				c.inbox.endInline()
+			}
 			if !still {
 				return true
 			}
@@ -75,7 +79,14 @@ func (c *conn) read() bool {
 func (c *conn) endRead() {
 	c.inbox.close()
 	if !c.dispatching {
-		close(c.dispatchDone) // no message ever needed a dispatcher
+		// No message had to wait for a dispatcher, but handlers moved off
+		// the reader may still run (this goroutine may be one of them,
+		// so it cannot wait here).
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.endWorkers()
+		}()
 	}
 	close(c.readDone)
 	c.wg.Done()
@@ -90,7 +101,8 @@ func (c *conn) reportError(err error) {
 
 // handle acts on one decoded message (PROTOCOL.md 3.5, 4.5): reserved types
 // first, then callback responses, then the application. It returns a
-// request the reader may run itself (see read), holding a reqSem slot.
+// message for the reader to run itself (see read): a request holding a
+// reqSem slot, or a plain message with the inbox marked (beginInline).
 func (c *conn) handle(m *wire.Message) *Message {
 	if m.Reserved() {
 		switch m.Type {
@@ -123,13 +135,20 @@ func (c *conn) handle(m *wire.Message) *Message {
 		}
 		return nil
 	}
-	if !c.dispatching {
-		c.dispatching = true
-		c.wg.Add(1) // before readDone is closed, so before the closer waits
-		go c.dispatchLoop()
-	}
 	msg := newMessage(c, m)
-	if msg.IsRequest() && c.inlineOK && c.inbox.idle() {
+	if !c.inlineOK {
+		c.queue(msg)
+		return nil
+	}
+	if !msg.IsRequest() {
+		// In order: nothing before it waits or runs.
+		if c.inbox.beginInline() {
+			return msg
+		}
+		c.queue(msg)
+		return nil
+	}
+	if c.inbox.idle() {
 		// Nothing waits in the inbox and no plain handler runs, so the
 		// request may start now, in order, as the dispatcher would start
 		// it, and on this goroutine (read runs it). Only when a slot is
@@ -140,8 +159,19 @@ func (c *conn) handle(m *wire.Message) *Message {
 		default:
 		}
 	}
-	c.inbox.push(msg, c.done)
+	c.queue(msg)
 	return nil
+}
+
+// queue hands msg to the dispatcher, started with the first message that
+// has to wait for one.
+func (c *conn) queue(msg *Message) {
+	if !c.dispatching {
+		c.dispatching = true
+		c.wg.Add(1) // before readDone is closed, so before the closer waits
+		go c.dispatchLoop()
+	}
+	c.inbox.push(msg, c.done)
 }
 
 // dispatchLoop runs handlers: plain messages one after another in arrival
@@ -155,13 +185,7 @@ func (c *conn) handle(m *wire.Message) *Message {
 // after the end see their ctx cancelled.
 func (c *conn) dispatchLoop() {
 	defer c.wg.Done()
-	defer func() {
-		// The reader has ended (the inbox is closed), so nothing starts
-		// a request any more.
-		close(c.work)
-		c.workers.Wait()
-		close(c.dispatchDone)
-	}()
+	defer c.endWorkers()
 	for {
 		m, ok := c.inbox.pop()
 		if !ok {
@@ -174,6 +198,14 @@ func (c *conn) dispatchLoop() {
 		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
 		c.startRequest(m)
 	}
+}
+
+// endWorkers waits for the handlers still running, then closes
+// dispatchDone. The reading has ended, so nothing hands out work any more.
+func (c *conn) endWorkers() {
+	close(c.work)
+	c.workers.Wait()
+	close(c.dispatchDone)
 }
 
 // workerPool keeps request goroutines, up to maxIdleWorkers, for the next

@@ -17,8 +17,11 @@ type inbox struct {
 	// running: the dispatcher took a message and has not come back for
 	// the next, so a plain handler may be running.
 	running bool
-	ready   chan struct{} // kicks the dispatcher
-	space   chan struct{} // kicks a waiting reader
+	// inline: the reader runs a plain message itself (see inline.go);
+	// what is queued meanwhile waits for it, to keep the order.
+	inline bool
+	ready  chan struct{} // kicks the dispatcher
+	space  chan struct{} // kicks a waiting reader
 }
 
 func newInbox(max int) *inbox {
@@ -60,8 +63,8 @@ func (in *inbox) push(m *Message, done <-chan struct{}) bool {
 func (in *inbox) pop() (m *Message, ok bool) {
 	in.mu.Lock()
 	in.running = false
-	for in.head == len(in.q) {
-		if in.closed {
+	for in.head == len(in.q) || in.inline {
+		if in.closed && in.head == len(in.q) {
 			in.mu.Unlock()
 			return nil, false
 		}
@@ -88,7 +91,27 @@ func (in *inbox) pop() (m *Message, ok bool) {
 func (in *inbox) idle() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.head == len(in.q) && !in.running
+	return in.head == len(in.q) && !in.running && !in.inline
+}
+
+// beginInline marks a plain message taken by the reader, if the inbox is
+// idle, and reports whether it was: messages queued until endInline wait.
+func (in *inbox) beginInline() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.head != len(in.q) || in.running || in.inline {
+		return false
+	}
+	in.inline = true
+	return true
+}
+
+// endInline lets the dispatcher go on after a plain message the reader ran.
+func (in *inbox) endInline() {
+	in.mu.Lock()
+	in.inline = false
+	in.mu.Unlock()
+	kick(in.ready)
 }
 
 // close lets pop report the end once the queued messages are taken.

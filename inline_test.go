@@ -189,3 +189,66 @@ func TestInlineHandlersOverlap(t *testing.T) {
 		noErr(t, recv(t, errs, "a reply"))
 	}
 }
+
+// TestInlinePlainOrder: a plain message's handler that outlasts the
+// reader's patience is moved off it, and the messages after it still run
+// one after another, in order, only once it has returned.
+func TestInlinePlainOrder(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+			var mu sync.Mutex
+			var order []int
+			running := false
+			overlap := false
+			done := make(chan struct{})
+			const n = 200
+			srv.Handle("Step", func(ctx context.Context, m *Message) error {
+				var i int
+				if err := m.Decode(&i); err != nil {
+					return err
+				}
+				mu.Lock()
+				overlap = overlap || running
+				running = true
+				mu.Unlock()
+				if i == 0 || i == n/2 {
+					// Long enough for the watcher to move the reading on
+					// while later messages arrive.
+					eventually(t, "the handler to be moved off the reader", func() bool {
+						return m.Session().Stats().HandlerHandoffs > 0
+					})
+					time.Sleep(5 * time.Millisecond)
+				}
+				mu.Lock()
+				running = false
+				order = append(order, i)
+				if len(order) == n {
+					close(done)
+				}
+				mu.Unlock()
+				return nil
+			})
+			c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+			ctx := testCtx(t)
+			for i := range n {
+				noErr(t, c.Send(ctx, Named{Type: "Step", Data: i}))
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+				t.Fatal("not every message was handled")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if overlap {
+				t.Error("two plain handlers of one connection ran at once")
+			}
+			for i, v := range order {
+				if v != i {
+					t.Fatalf("handled out of order at %d: %v", i, order[max(0, i-3):min(len(order), i+3)])
+				}
+			}
+		})
+	}
+}

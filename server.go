@@ -1,6 +1,7 @@
 package sockhop
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,7 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -62,6 +63,9 @@ type Server struct {
 	mu       sync.Mutex
 	ln       net.Listener
 	sessions map[uint64]*Session
+	// snap is the sessions in id order, rebuilt after a change (nil):
+	// a broadcast neither allocates nor sorts.
+	snap     []*Session
 	nextID   uint64
 	closed   bool
 	starting int   // connections accepted, not yet sessions (TLS, OnSessionStart)
@@ -365,6 +369,7 @@ func (s *Server) startSession(nc net.Conn) {
 			final.RequestsPending = 0
 			s.mu.Lock()
 			delete(s.sessions, sess.id)
+			s.snap = nil
 			s.retired.add(final)
 			s.mu.Unlock()
 			if s.o.OnSessionEnd != nil {
@@ -391,6 +396,7 @@ func (s *Server) startSession(nc net.Conn) {
 	s.starting--
 	registered = true
 	s.sessions[sess.id] = sess
+	s.snap = nil
 	cn.start()
 	s.mu.Unlock()
 }
@@ -408,14 +414,23 @@ func (s *Server) runStart(sess *Session) (err error) {
 
 // Sessions returns the live sessions, oldest first.
 func (s *Server) Sessions() []*Session {
+	return slices.Clone(s.snapshot())
+}
+
+// snapshot returns the sessions in id order; the slice is shared and must
+// not be modified.
+func (s *Server) snapshot() []*Session {
 	s.mu.Lock()
-	out := make([]*Session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		out = append(out, sess)
+	defer s.mu.Unlock()
+	if s.snap == nil {
+		snap := make([]*Session, 0, len(s.sessions))
+		for _, sess := range s.sessions {
+			snap = append(snap, sess)
+		}
+		slices.SortFunc(snap, func(a, b *Session) int { return cmp.Compare(a.id, b.id) })
+		s.snap = snap
 	}
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out
+	return s.snap
 }
 
 // Stats returns the counters of every session the server has had.
@@ -446,7 +461,7 @@ func (s *Server) SendAll(ctx context.Context, v any) error {
 		return err
 	}
 	var enc *encodedPair
-	for _, sess := range s.Sessions() {
+	for _, sess := range s.snapshot() {
 		if enc == nil {
 			enc = encodePair(&body, []byte(s.o.Terminator))
 		}
