@@ -21,7 +21,7 @@ type writeState struct {
 	wmu      sync.Mutex
 	open     []byte   // owned buffer new messages are encoded into
 	segs     [][]byte // earlier segments, in order
-	owned    []bool   // owned[i]: segs[i] came from bufPool and may go back
+	owned    []bool   // owned[i]: segs[i] is ours, to reuse once written
 	queuedN  int      // bytes in segs and open
 	txBinary bool
 	closing  bool
@@ -65,9 +65,11 @@ const (
 
 // Segment sizes: shared bytes shorter than sharedMin are copied into the
 // open segment (an iovec entry costs more than a small copy); a message
-// larger than largeMsg gets a segment of its own, sized exactly, so it is
-// copied once; pooled buffers are at most poolMax, so an idle connection
-// holds no write buffer at all.
+// larger than largeMsg gets a segment of its own, sized exactly and taken
+// from framePools, so it is copied once and its memory reused; written
+// buffers up to poolMax go back to bufPool, larger ones to framePools. No
+// buffer stays with a connection once its queue is written, so an idle
+// connection holds no write buffer at all.
 const (
 	sharedMin = 2 << 10
 	largeMsg  = 64 << 10
@@ -134,6 +136,14 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHo
 				c.wmu.Unlock()
 				return newError(CodeSerializeFailed, "cannot send in binary mode", err)
 			}
+		}
+		if m.Bytes && c.txBinary && len(m.Data) >= largeMsg && c.queuedN == 0 && c.writerIdleLocked() {
+			// Nothing to keep in order with: write the bytes from the
+			// caller's buffer, without copying them into the queue.
+			c.countOut()
+			var head [320]byte
+			h := wire.AppendFrameHeader(head[:0], m, len(m.Data))
+			return c.writeNowLocked([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, nil)
 		}
 		if c.queuedN == 0 || c.queuedN+encodedSize(m) <= c.o.MaxQueueBytes {
 			c.appendLocked(m)
@@ -261,9 +271,9 @@ func (c *conn) appendLocked(m *wire.Message) {
 		if c.txBinary {
 			size = wire.FrameSize(m) // exact: no room reserved for base64
 		}
-		seg := c.encode(make([]byte, 0, size), m)
+		seg := c.encode(getFrame(size)[:0], m)
 		c.segs = append(c.segs, seg)
-		c.owned = append(c.owned, false) // too big to pool
+		c.owned = append(c.owned, true)
 		c.queuedN += len(seg)
 	} else {
 		n := len(c.open)
@@ -326,22 +336,27 @@ func (c *conn) flushDeferred() {
 }
 
 // writeInline writes what is queued from the calling goroutine, which
-// holds wmu and found the writer idle (writerIdleLocked). It writes one
-// batch only; whatever others queued meanwhile goes to a writer goroutine,
-// so a caller is held up by one write at most. It unlocks wmu.
+// holds wmu and found the writer idle (writerIdleLocked). It unlocks wmu.
 func (c *conn) writeInline() {
-	c.writing = true
 	var segs, owned [2][]byte // what one message makes: no allocation
 	batch, own, _ := c.takeLocked(segs[:0], owned[:0])
+	_ = c.writeNowLocked(batch, own) // a failure closes the conn
+}
+
+// writeNowLocked writes batch as the writer, from the calling goroutine,
+// which holds wmu and found the writer idle. It writes this batch only;
+// what others queue meanwhile goes to a writer goroutine, so a caller is
+// held up by one write at most. It unlocks wmu.
+func (c *conn) writeNowLocked(batch, owned [][]byte) error {
+	c.writing = true
 	c.wmu.Unlock()
 	err := c.write(batch)
-	c.wmu.Lock()
 	if err != nil {
-		c.wmu.Unlock()
 		c.writeFailed(err)
-		return
+		return err
 	}
-	releaseSegs(own)
+	releaseSegs(owned)
+	c.wmu.Lock()
 	c.writing = false
 	if len(c.segs) > 0 || len(c.open) > 0 {
 		c.startWriterLocked()
@@ -349,6 +364,7 @@ func (c *conn) writeInline() {
 		c.endWriteLocked()
 	}
 	c.wmu.Unlock()
+	return nil
 }
 
 // takeLocked moves the queued segments into batch (and the pooled ones also
@@ -384,12 +400,16 @@ func (c *conn) takeLocked(batch, owned [][]byte) (_, _ [][]byte, holdFor time.Du
 	return batch, owned, holdFor
 }
 
-// releaseSegs returns written pooled segments to the pool.
+// releaseSegs makes written segments of ours available again: small ones
+// as open segments (bufPool), large ones as large segments or frame
+// buffers (framePools).
 func releaseSegs(owned [][]byte) {
 	for _, b := range owned {
 		if cap(b) <= poolMax {
 			b = b[:0]
 			bufPool.Put(&b)
+		} else {
+			putFrame(b)
 		}
 	}
 }

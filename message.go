@@ -24,12 +24,13 @@ type Message struct {
 	id      string // set on requests only
 	rawID   []byte
 	replied atomic.Bool
+	frame   []byte // the pooled buffer data aliases, for Release
 }
 
 func newMessage(c *conn, w *wire.Message) *Message {
 	m := &Message{Type: w.Type, isBytes: w.Bytes, binary: w.Binary, c: c}
 	if w.Owned {
-		m.data = w.Data
+		m.data, m.frame = w.Data, w.Frame
 	} else if w.Data != nil {
 		m.data = append(make([]byte, 0, len(w.Data)), w.Data...)
 	}
@@ -86,6 +87,27 @@ func (m *Message) Decode(v any) error {
 		return newError(CodeBadData, fmt.Sprintf("decoding %q message into %T", m.Type, v), err)
 	}
 	return nil
+}
+
+// Release tells the library that the message's bytes are no longer used,
+// so that the buffer a large binary frame (64 KiB or more) was read into
+// can receive a later frame: at hundreds of megabytes a second, that is
+// the difference between reusing memory and having the GC collect a
+// buffer every few messages. It is optional; without it the buffer is
+// collected as usual.
+//
+// After Release, m's data and every slice obtained from it (Bytes, JSON,
+// Decode into a *[]byte) must not be used: they may already hold another
+// message. Decode JSON into values that do not alias it (structs, maps,
+// strings) before releasing, and copy bytes you keep. Release must not be
+// called while another goroutine uses m; calling it again does nothing.
+func (m *Message) Release() {
+	if m.frame == nil {
+		return
+	}
+	b := m.frame
+	m.frame, m.data = nil, nil
+	putFrame(b)
 }
 
 // String describes the message for logs.

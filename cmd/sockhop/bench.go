@@ -18,7 +18,7 @@ import (
 
 var benchUsage = usage{
 	synopsis: "sockhop bench [--scenario s1|s2seq|s2par|s3|s4|s5] [--mode binary|json] [--transport tcp|unix]\n" +
-		"              [--n N] [--inflight K] [--clients K] [--size BYTES] [--decode struct|map] [--port N] [--json]",
+		"              [--n N] [--inflight K] [--clients K] [--size BYTES] [--decode struct|map] [--no-release] [--port N] [--json]",
 	about: `Measures this library between two processes: the server is this binary
 re-executed as a child process, the client side runs here. Each run makes a
 warm-up pass (a tenth of the work) and then the timed pass, and reports one
@@ -36,13 +36,16 @@ with --decode map, a map):
   s2seq  request/reply, one request in flight: rt/s, p50/p99 latency
   s2par  request/reply, --inflight requests in flight (default 64)
   s3     N typed buffers of --size bytes (default 256 x 1 MiB); in JSON mode
-         they go as Buffers, base64 on the wire: MiB/s
+         they go as Buffers, base64 on the wire: MiB/s. The receiving
+         handler calls Message.Release (buffer reuse) unless --no-release
   s4     the server broadcasts N objects (default 10,000) to --clients
          clients (default 100) in this process: deliveries/s
   s5     server memory (RSS) per idle handshaked connection, for --clients
          connections (default 1,000), after a GC in the server: KB/conn
 
 Mode json turns binary mode off on both sides (the handshake still runs).
+With SOCKHOP_BENCH_PROFILE=DIR in the environment, both processes write
+a CPU profile there (client.pprof, server.pprof) for go tool pprof.
 Figures on a shared machine are noisy: run each a few times and compare
 medians. A progress line is shown on stderr when it is a terminal.`,
 	examples: `sockhop bench
@@ -57,7 +60,7 @@ for i in 1 2 3; do sockhop bench --scenario s2par --json; done`,
 type benchFlags struct {
 	scenario, mode, transport, decode string
 	n, inflight, clients, size, port  int
-	json, noProgress                  bool
+	json, noProgress, noRelease       bool
 }
 
 // benchScenario is one thing bench can measure.
@@ -124,6 +127,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.clients, "clients", 0, "connections for s4 (default 100) and s5 (default 1000)")
 	fs.IntVar(&f.size, "size", 1<<20, "buffer size in `BYTES` for s3")
 	fs.StringVar(&f.decode, "decode", "struct", "receivers decode each object into a `struct|map`")
+	fs.BoolVar(&f.noRelease, "no-release", false, "s3: the receiving handler leaves its buffers to the GC instead of calling Message.Release")
 	fs.IntVar(&f.port, "port", 0, "TCP port for the server (0: a free one)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON line")
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress line on stderr")

@@ -31,6 +31,9 @@ func startBenchChild(ctx context.Context, b *bench) (*benchChild, error) {
 	} else {
 		args = append(args, "--port", strconv.Itoa(b.f.port))
 	}
+	if b.f.noRelease {
+		args = append(args, "--no-release")
+	}
 	if b.sc.queue != nil {
 		args = append(args, "--queue", strconv.Itoa(b.sc.queue(&b.f)))
 	}

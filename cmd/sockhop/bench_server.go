@@ -72,6 +72,7 @@ type benchServerFlags struct {
 	port                    int
 	path                    string
 	queue                   int
+	noRelease               bool
 }
 
 func runBenchServer(ctx context.Context, e *env, args []string) error {
@@ -84,6 +85,7 @@ func runBenchServer(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.port, "port", 0, "")
 	fs.StringVar(&f.path, "path", "", "")
 	fs.IntVar(&f.queue, "queue", 0, "")
+	fs.BoolVar(&f.noRelease, "no-release", false, "")
 	if err := fs.Parse(args); err != nil {
 		return usageErrorf("bench server: %v", err)
 	}
@@ -127,6 +129,9 @@ func runBenchServer(ctx context.Context, e *env, args []string) error {
 		}
 		count.Add(1)
 		nbytes.Add(int64(len(b)))
+		if !f.noRelease {
+			m.Release() // b is not used any more
+		}
 		return nil
 	}
 	srv.Handle("Blob", blob)   // typed buffers, binary mode

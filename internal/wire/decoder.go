@@ -45,8 +45,9 @@ type Decoder struct {
 	scanned    int // JSON mode: pending bytes already searched for term
 	want       int // binary mode: size of the frame being waited for
 	names      nameCache
-	empty      int   // consecutive reads that returned no bytes and no error
-	err        error // sticky: the stream is finished
+	alloc      func(n int) []byte // buffers of large frames (SetFrameAlloc)
+	empty      int                // consecutive reads that returned no bytes and no error
+	err        error              // sticky: the stream is finished
 }
 
 // NewDecoder returns a Decoder reading from r, splitting JSON lines on term
@@ -73,6 +74,12 @@ func (d *Decoder) SetLimit(n int) {
 	}
 	d.limit.Store(int64(n))
 }
+
+// SetFrameAlloc makes the Decoder take the buffers of large frames (those
+// read into a buffer of their own, see Message.Frame) from alloc, which
+// returns a slice of length n. The caller may then reuse a frame's buffer
+// once it is done with the message. Call it before the first Next.
+func (d *Decoder) SetFrameAlloc(alloc func(n int) []byte) { d.alloc = alloc }
 
 // Limit returns the current message size limit.
 func (d *Decoder) Limit() int { return int(d.limit.Load()) }
@@ -168,7 +175,12 @@ func (d *Decoder) nextFrame() (Message, bool, error) {
 // exactly its size, so its bytes are copied from the kernel once and the
 // payload can be handed on without another copy.
 func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
-	frame := make([]byte, need)
+	var frame []byte
+	if d.alloc != nil {
+		frame = d.alloc(need)
+	} else {
+		frame = make([]byte, need)
+	}
 	have := copy(frame, d.buf[d.start:d.end])
 	d.start, d.end, d.scanned = 0, 0, 0
 	for empty := 0; have < need; {
@@ -192,7 +204,7 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 		}
 	}
 	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names)
-	m.Owned = true
+	m.Owned, m.Frame = true, frame
 	return m, true, err
 }
 

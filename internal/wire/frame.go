@@ -68,19 +68,13 @@ func AppendFrame(dst []byte, m *Message) ([]byte, error) {
 	dst = append(dst, m.Type...)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(m.Data)))
 	dst = append(dst, m.Data...)
-	if m.Kind != Plain {
-		dst = append(dst, m.ID...)
-		for i := len(m.ID); i < CallbackIDLen; i++ {
-			dst = append(dst, 0)
-		}
-	}
-	return dst, nil
+	return AppendFrameTrailer(dst, m), nil
 }
 
 // AppendFrameHeader appends the fixed part of a frame whose data of dataLen
-// bytes the caller appends next (followed, for a request or response, by the
-// id via AppendFrameID). It lets a large payload be written from its own
-// buffer without copying it into the frame.
+// bytes the caller appends next (followed by AppendFrameTrailer). It lets a
+// large payload be written from its own buffer without copying it into the
+// frame. CheckFrame must have accepted m.
 func AppendFrameHeader(dst []byte, m *Message, dataLen int) []byte {
 	payload := 1 + len(m.Type) + 4 + dataLen
 	if m.Kind != Plain {
@@ -90,6 +84,19 @@ func AppendFrameHeader(dst []byte, m *Message, dataLen int) []byte {
 	dst = append(dst, FrameID(m), byte(len(m.Type)))
 	dst = append(dst, m.Type...)
 	return binary.LittleEndian.AppendUint32(dst, uint32(dataLen))
+}
+
+// AppendFrameTrailer appends what follows the data in m's frame: the
+// callback id, NUL-padded, of a request or response; nothing otherwise.
+func AppendFrameTrailer(dst []byte, m *Message) []byte {
+	if m.Kind == Plain {
+		return dst
+	}
+	dst = append(dst, m.ID...)
+	for i := len(m.ID); i < CallbackIDLen; i++ {
+		dst = append(dst, 0)
+	}
+	return dst
 }
 
 // parsePayload decodes a frame payload laid out per message id (4.3, 4.5).

@@ -87,6 +87,9 @@ type Message struct {
 	Binary bool
 	// Owned is set when Data does not alias the Decoder's buffer.
 	Owned bool
+	// Frame is the buffer of its own a large frame was read into (Data
+	// and the other slices alias it); nil otherwise.
+	Frame []byte
 }
 
 // IsTypedBuffer reports whether m is a typed buffer: bytes whose type is not

@@ -1,0 +1,104 @@
+package sockhop
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// fill writes a pattern that identifies buffer i into b.
+func fill(b []byte, i int) {
+	for j := range b {
+		b[j] = byte(i*31 + j*7)
+	}
+}
+
+// TestLargeBuffersReuse sends large typed buffers of varied sizes from
+// several goroutines, each buffer overwritten by its sender as soon as
+// SendTyped returns, to a handler that checks every byte and releases each
+// message: neither the senders' reuse of their buffers nor the receiver's
+// reuse of frame buffers may change a byte that arrives. The first half
+// goes while the first frames are held after the switch to binary (so
+// through the queue), the second after a round trip, when a sender finds
+// the connection idle and writes from its own buffer.
+func TestLargeBuffersReuse(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+			const senders, each = 4, 25
+			var mu sync.Mutex
+			var bad []string
+			seen := 0
+			done := make(chan struct{})
+			srv.Handle("Blob", func(ctx context.Context, m *Message) error {
+				b := m.Bytes()
+				i := int(b[0])<<8 | int(b[1])
+				want := make([]byte, len(b))
+				fill(want, i)
+				want[0], want[1] = b[0], b[1]
+				mu.Lock()
+				defer mu.Unlock()
+				if !bytes.Equal(b, want) {
+					bad = append(bad, fmt.Sprintf("buffer %d (%d bytes) changed", i, len(b)))
+				}
+				m.Release()
+				if m.Bytes() != nil {
+					bad = append(bad, "Bytes after Release is not nil")
+				}
+				m.Release() // twice does nothing
+				if seen++; seen == senders*each {
+					close(done)
+				}
+				return nil
+			})
+			srv.Handle("Sync", func(ctx context.Context, m *Message) error { return m.Reply(ctx, 0) })
+			c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+			ctx := testCtx(t)
+			var wg sync.WaitGroup
+			errs := make(chan error, senders)
+			send := func(s, from, to int) {
+				defer wg.Done()
+				buf := make([]byte, 300<<10)
+				for k := from; k < to; k++ {
+					i := s*each + k
+					b := buf[:64<<10+i*2039]
+					fill(b, i)
+					b[0], b[1] = byte(i>>8), byte(i)
+					if err := c.SendTyped(ctx, "Blob", b); err != nil {
+						errs <- err
+						return
+					}
+					fill(b, 9999) // SendTyped returned: the buffer is ours again
+				}
+			}
+			for s := range senders {
+				wg.Add(1)
+				go send(s, 0, each/2)
+			}
+			wg.Wait()
+			_, err := c.Request(ctx, Named{Type: "Sync", Data: 0})
+			noErr(t, err)
+			for s := range senders {
+				wg.Add(1)
+				go send(s, each/2, each)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+				t.Fatalf("only %d of %d buffers arrived", seen, senders*each)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, s := range bad {
+				t.Error(s)
+			}
+		})
+	}
+}
