@@ -9,7 +9,8 @@ import (
 
 // benchProfileEnv names a directory; when it is set, `sockhop bench` writes
 // a CPU profile of itself (client.pprof) and of its server child
-// (server.pprof) there, for `go tool pprof`. It is how the engine's hot
+// (server.pprof) there, for `go tool pprof`, and s5's server writes the
+// heap it holds for its idle connections (heap.pprof). It is how the engine's hot
 // paths were found; it is read from the environment so that the child,
 // which inherits it, profiles itself without another flag.
 const benchProfileEnv = "SOCKHOP_BENCH_PROFILE"
@@ -33,4 +34,19 @@ func startBenchProfile(role string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeHeapProfile writes the heap profile (after a GC) when benchProfileEnv
+// is set.
+func writeHeapProfile() error {
+	dir := os.Getenv(benchProfileEnv)
+	if dir == "" {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, "heap.pprof"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", benchProfileEnv, err)
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }

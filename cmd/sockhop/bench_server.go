@@ -155,6 +155,9 @@ func runBenchServer(ctx context.Context, e *env, args []string) error {
 	})
 	srv.Handle("RSS", func(ctx context.Context, m *sockhop.Message) error {
 		rss, heap := memoryKB()
+		if err := writeHeapProfile(); err != nil {
+			return err
+		}
 		return m.Reply(ctx, benchRSS{RSSKB: rss, HeapKB: heap, Sessions: len(srv.Sessions())})
 	})
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync"
 	"sync/atomic"
 )
 
@@ -17,6 +18,12 @@ const (
 	ownedFrameMin = 64 << 10
 	readMin       = 4 << 10
 	readMax       = 64 << 10
+	// idleRead is the size of the buffer a drained Decoder waits for the
+	// next bytes in: a connection that sits idle (most of a server's) holds
+	// this, not a read buffer; the read buffer (readBufSize, pooled) is
+	// taken when more bytes come than fit, and given back when drained.
+	idleRead    = 512
+	readBufSize = 8 << 10
 	// maxEmptyReads consecutive (0, nil) reads end the stream with
 	// io.ErrNoProgress instead of spinning, as bufio.Reader does.
 	maxEmptyReads = 100
@@ -48,6 +55,18 @@ type Decoder struct {
 	alloc      func(n int) []byte // buffers of large frames (SetFrameAlloc)
 	empty      int                // consecutive reads that returned no bytes and no error
 	err        error              // sticky: the stream is finished
+	idle       [idleRead]byte     // buf while drained (see idleRead)
+}
+
+// readBufs are the pooled read buffers of every Decoder.
+var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
+
+// setBuf makes b the read buffer, giving a pooled one back.
+func (d *Decoder) setBuf(b []byte) {
+	if cap(d.buf) == readBufSize {
+		readBufs.Put((*[readBufSize]byte)(d.buf[:readBufSize]))
+	}
+	d.buf = b
 }
 
 // NewDecoder returns a Decoder reading from r, splitting JSON lines on term
@@ -219,8 +238,13 @@ func (d *Decoder) fill(need int) {
 	pending := d.end - d.start
 	if pending == 0 {
 		d.start, d.end = 0, 0
+		if cap(d.buf) != idleRead && need <= idleRead {
+			// Drained: wait for the next bytes in the small buffer, and
+			// take a read buffer again only when more come than fit.
+			d.setBuf(d.idle[:])
+		}
 	}
-	if cap(d.buf)-d.end < readMin || cap(d.buf)-d.start < need {
+	if cap(d.buf)-d.end < readMin && !(cap(d.buf) == idleRead && pending == 0) || cap(d.buf)-d.start < need {
 		want := pending + readMin
 		if want < need {
 			want = need
@@ -241,9 +265,14 @@ func (d *Decoder) fill(need int) {
 			} else if newCap > ownedFrameMin+readMax && want <= ownedFrameMin+readMax {
 				newCap = ownedFrameMin + readMax
 			}
-			nb := make([]byte, newCap)
+			var nb []byte
+			if newCap <= readBufSize {
+				nb = readBufs.Get().(*[readBufSize]byte)[:]
+			} else {
+				nb = make([]byte, newCap)
+			}
 			copy(nb, d.buf[d.start:d.end])
-			d.buf = nb
+			d.setBuf(nb)
 		}
 		d.buf = d.buf[:cap(d.buf)]
 		d.start, d.end = 0, pending

@@ -378,7 +378,7 @@ func TestLargeFrameCopiedOnce(t *testing.T) {
 	if max := uint64(size*12/10 + 64<<10); alloc > max {
 		t.Errorf("allocated %d bytes for a %d-byte frame, want at most %d", alloc, size, max)
 	}
-	// The Decoder, its 4 KiB read buffer, the frame; the name cache's map
+	// The Decoder (with its small idle buffer), the frame; the name cache's map
 	// and "Blob" the first time.
 	allocs := testing.AllocsPerRun(20, decode)
 	if allocs > 6 && !raceEnabled { // the race detector's instrumentation adds one
@@ -455,4 +455,31 @@ func TestSmallMessagesDoNotAllocate(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("framing: %v allocations per message", n)
 	}
+}
+
+// TestDrainedDecoderHoldsNoReadBuffer: after a burst larger than the idle
+// buffer is decoded, the Decoder waits for more in its small buffer and
+// the pooled read buffer is back in the pool, so an idle connection holds
+// idleRead bytes, not readBufSize.
+func TestDrainedDecoderHoldsNoReadBuffer(t *testing.T) {
+	var burst []byte
+	for i := range 200 {
+		burst = append(burst, fmt.Sprintf(`{"type":"Widget","data":{"seq":%d}}`+"\n", i)...)
+	}
+	d := NewDecoder(&chunkReader{chunks: [][]byte{burst}}, nil, 0)
+	n := 0
+	for {
+		_, err := d.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			break
+		}
+		if n++; n == 100 && cap(d.buf) != readBufSize {
+			t.Errorf("a %d-byte burst was read into %d bytes, want a read buffer of %d", len(burst), cap(d.buf), readBufSize)
+		}
+	}
+	equal(t, "messages", n, 200)
+	equal(t, "buffer held once drained", cap(d.buf), idleRead)
 }
