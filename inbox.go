@@ -20,8 +20,13 @@ type inbox struct {
 	// inline: the reader runs a plain message itself (see inline.go);
 	// what is queued meanwhile waits for it, to keep the order.
 	inline bool
-	ready  chan struct{} // kicks the dispatcher
-	space  chan struct{} // kicks a waiting reader
+	// Who waits: each side is woken only when it waits, and a reader
+	// waiting for room only once the backlog is down to half the limit,
+	// so that a full inbox does not wake it for every message taken
+	// (a goroutine wake-up costs more than handling a small message).
+	popWait, pushWait bool
+	ready             chan struct{} // kicks the dispatcher
+	space             chan struct{} // kicks a waiting reader
 }
 
 func newInbox(max int) *inbox {
@@ -43,6 +48,7 @@ func (in *inbox) push(m *Message, done <-chan struct{}) bool {
 	size := msgSize(m)
 	in.mu.Lock()
 	for in.bytes > 0 && in.bytes+size > in.max {
+		in.pushWait = true
 		in.mu.Unlock()
 		select {
 		case <-in.space:
@@ -53,8 +59,12 @@ func (in *inbox) push(m *Message, done <-chan struct{}) bool {
 	}
 	in.q = append(in.q, m)
 	in.bytes += size
+	wake := in.popWait
+	in.popWait = false
 	in.mu.Unlock()
-	kick(in.ready)
+	if wake {
+		kick(in.ready)
+	}
 	return true
 }
 
@@ -68,8 +78,9 @@ func (in *inbox) pop() (m *Message, ok bool) {
 			in.mu.Unlock()
 			return nil, false
 		}
+		in.popWait = true
 		in.mu.Unlock()
-		<-in.ready
+		<-in.ready // a stale kick only makes the loop look again
 		in.mu.Lock()
 	}
 	m = in.q[in.head]
@@ -80,8 +91,14 @@ func (in *inbox) pop() (m *Message, ok bool) {
 	}
 	in.bytes -= msgSize(m)
 	in.running = true
+	wake := in.pushWait && in.bytes <= in.max/2
+	if wake {
+		in.pushWait = false
+	}
 	in.mu.Unlock()
-	kick(in.space)
+	if wake {
+		kick(in.space)
+	}
 	return m, true
 }
 
@@ -110,8 +127,12 @@ func (in *inbox) beginInline() bool {
 func (in *inbox) endInline() {
 	in.mu.Lock()
 	in.inline = false
+	wake := in.popWait
+	in.popWait = false
 	in.mu.Unlock()
-	kick(in.ready)
+	if wake {
+		kick(in.ready)
+	}
 }
 
 // close lets pop report the end once the queued messages are taken.

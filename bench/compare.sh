@@ -8,6 +8,11 @@
 #   bench/compare.sh                    # REPS=3, about 4 minutes on 2 cores
 #   REPS=5 SCENARIOS="s1 s2seq" bench/compare.sh
 #   KEEP=results.tsv bench/compare.sh  # keep every run's JSON line
+#   DECODE=struct bench/compare.sh      # receivers decode into structs
+#
+# Receivers decode every object fully, into a map by default on both Go
+# sides (as raw Go's baseline and Node's JSON.parse do), so that the
+# ratios compare the same work.
 #
 # Needs go, node and npm (Sockhop 1.8.4 is installed into
 # internal/interop/node/node_modules if it is not there yet).
@@ -15,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REPS=${REPS:-3}
+DECODE=${DECODE:-map}
 SCENARIOS=${SCENARIOS:-"s1 s2seq s2seq-unix s2par s3 s4 s5"}
 IMPLS=${IMPLS:-"go-binary go-json node-1.8.4 raw-go"}
 
@@ -45,10 +51,10 @@ run() { # impl scenario
 	local a
 	a=$(args_for "$2")
 	case $1 in
-	go-binary) "$tmp/sockhop" bench --json --no-progress --mode binary $a ;;
-	go-json) "$tmp/sockhop" bench --json --no-progress --mode json $a ;;
+	go-binary) "$tmp/sockhop" bench --json --no-progress --mode binary --decode "$DECODE" $a ;;
+	go-json) "$tmp/sockhop" bench --json --no-progress --mode json --decode "$DECODE" $a ;;
 	node-1.8.4) node bench/node/bench.js --json $a ;;
-	raw-go) "$tmp/rawgo" -json $a ;;
+	raw-go) "$tmp/rawgo" -json -decode "$DECODE" $a ;;
 	esac
 }
 
@@ -68,5 +74,5 @@ for rep in $(seq 1 "$REPS"); do
 	done
 done
 printf '\r\033[K' >&2
-echo "$REPS repetitions in $(($(date +%s) - start)) s; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$REPS repetitions in $(($(date +%s) - start)) s; Go receivers decode into a $DECODE; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
 node bench/node/table.js "$results"
