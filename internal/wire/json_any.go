@@ -139,7 +139,7 @@ func (d *anyDecoder) array(depth int) (any, error) {
 	if depth > anyMaxDepth {
 		return nil, errAnyDepth
 	}
-	d.i++ // [
+	d.i++        // [
 	a := []any{} // encoding/json gives an empty, non-nil slice for []
 	d.space()
 	if d.i < len(d.b) && d.b[d.i] == ']' {
