@@ -2,7 +2,6 @@ package wire
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -140,7 +139,7 @@ func parsePayload(id byte, p []byte, names *nameCache) (Message, error) {
 	}
 	m.Data = p[off : off+int(dl) : off+int(dl)]
 	off += int(dl)
-	if !m.Bytes && !json.Valid(m.Data) {
+	if !m.Bytes && !Valid(m.Data) {
 		return fail("data is not valid JSON")
 	}
 	if m.Kind != Plain {

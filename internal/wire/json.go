@@ -41,7 +41,7 @@ func AppendMarshal(dst []byte, v any) ([]byte, error) {
 	case nil:
 		return append(dst, "null"...), nil
 	case json.RawMessage:
-		if !json.Valid(x) {
+		if !Valid(x) {
 			return dst, errors.New("sockhop: json.RawMessage data is not valid JSON")
 		}
 		if !needsRewrite(x) {
@@ -273,7 +273,7 @@ func parseLine(line []byte, names *nameCache) (Message, error) {
 	if bm, ok := parseBufferLine(trimmed, names); ok {
 		return bm, nil // a large Buffer, without scanning its data three times
 	}
-	if !json.Valid(trimmed) {
+	if !Valid(trimmed) {
 		return m, &DecodeError{Code: CodeBadBufferData, Msg: lineErrMsg(line)}
 	}
 	if trimmed[0] != '{' {
