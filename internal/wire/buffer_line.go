@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bytes"
-	"encoding/base64"
 )
 
 // bufferLinePrefix starts a Buffer line as 2.x and this library write one
@@ -18,8 +17,8 @@ const bufferLineMin = 1 << 10
 // three times with encoding/json's byte-at-a-time scanner (json.Valid, the
 // key scan, json.Unmarshal into a string) before decoding the base64: about
 // 20 ms per MiB. Here the data's closing quote is found with IndexByte and
-// the standard decoder checks every character while it decodes: canonical
-// base64 needs no JSON unescaping and cannot hide a quote. The rest of the
+// decodeBase64 checks every character while it decodes: canonical base64
+// needs no JSON unescaping and cannot hide a quote. The rest of the
 // line goes through parseLine with the data emptied, so the result is the
 // one parseLine gives. ok is false for any other line (URL-safe or
 // unpadded base64 included), which parseLine then handles in full.
@@ -33,11 +32,9 @@ func parseBufferLine(line []byte, names *nameCache) (m Message, ok bool) {
 		return m, false
 	}
 	data, rest := rest[:end], rest[end:] // rest starts at the closing quote
-	// The standard decoder skips CR and LF, which JSON does not allow raw
-	// in a string. A later "type" or "data" key would win over these (as
-	// JSON.parse keeps the last), and an escape could spell one.
-	if bytes.IndexByte(data, '\n') >= 0 || bytes.IndexByte(data, '\r') >= 0 ||
-		bytes.IndexByte(rest, '\\') >= 0 || bytes.Contains(rest, []byte("data")) || bytes.Contains(rest, []byte("type")) {
+	// A later "type" or "data" key would win over these (as JSON.parse
+	// keeps the last), and an escape could spell one.
+	if bytes.IndexByte(rest, '\\') >= 0 || bytes.Contains(rest, []byte("data")) || bytes.Contains(rest, []byte("type")) {
 		return m, false
 	}
 	short := make([]byte, 0, len(bufferLinePrefix)+len(rest))
@@ -46,11 +43,12 @@ func parseBufferLine(line []byte, names *nameCache) (m Message, ok bool) {
 	if err != nil || m.Type != TypeBuffer || !m.Bytes || len(m.Data) != 0 {
 		return Message{}, false
 	}
-	// What the standard decoder accepts (without CR or LF) is base64 that
-	// decodeBase64Lenient decodes to the same bytes.
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(data)))
-	n, err := base64.StdEncoding.Decode(out, data)
-	if err != nil {
+	// decodeBase64 takes canonical base64 only (no CR, LF or anything
+	// JSON would have to unescape), which it decodes to the bytes
+	// decodeBase64Lenient gives.
+	out := make([]byte, len(data)/4*3)
+	n, ok := decodeBase64(out, data)
+	if !ok {
 		return Message{}, false
 	}
 	m.Data = out[:n]

@@ -204,7 +204,7 @@ func AppendJSONLine(dst []byte, m *Message, term []byte) []byte {
 		dst = append(dst, `,"data":"`...)
 		n := base64.StdEncoding.EncodedLen(len(m.Data))
 		dst = grow(dst, n)
-		base64.StdEncoding.Encode(dst[len(dst):len(dst)+n], m.Data)
+		encodeBase64(dst[len(dst):len(dst)+n], m.Data)
 		dst = dst[:len(dst)+n]
 		dst = append(dst, '"')
 	} else if m.Data != nil {
