@@ -143,7 +143,7 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHo
 			c.countOut()
 			var head [320]byte
 			h := wire.AppendFrameHeader(head[:0], m, len(m.Data))
-			return c.writeNowLocked([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, nil)
+			return c.writeNowLocked([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, nil, true)
 		}
 		if c.queuedN == 0 || c.queuedN+encodedSize(m) <= c.o.MaxQueueBytes {
 			c.appendLocked(m)
@@ -340,24 +340,48 @@ func (c *conn) flushDeferred() {
 func (c *conn) writeInline() {
 	var segs, owned [2][]byte // what one message makes: no allocation
 	batch, own, _ := c.takeLocked(segs[:0], owned[:0])
-	_ = c.writeNowLocked(batch, own) // a failure closes the conn
+	_ = c.writeNowLocked(batch, own, false) // a failure closes the conn
 }
 
 // writeNowLocked writes batch as the writer, from the calling goroutine,
-// which holds wmu and found the writer idle. It writes this batch only;
-// what others queue meanwhile goes to a writer goroutine, so a caller is
-// held up by one write at most. It unlocks wmu.
-func (c *conn) writeNowLocked(batch, owned [][]byte) error {
+// which holds wmu and found the writer idle. It writes this batch only,
+// for inlineWriteMax at most: what is left, and what others queue
+// meanwhile, goes to a writer goroutine, so a caller is held up by one
+// short write at most. borrowed marks a batch holding the caller's memory,
+// which is copied before it is left for the writer. It unlocks wmu.
+func (c *conn) writeNowLocked(batch, owned [][]byte, borrowed bool) error {
 	c.writing = true
 	c.wmu.Unlock()
-	err := c.write(batch)
+	rest, err := c.write(batch, true)
 	if err != nil {
 		c.writeFailed(err)
 		return err
 	}
-	releaseSegs(owned)
+	if len(rest) == 0 {
+		releaseSegs(owned)
+	} else if borrowed {
+		// The caller may reuse its buffer once we return.
+		n := 0
+		for _, s := range rest {
+			n += len(s)
+		}
+		b := getFrame(n)[:0]
+		for _, s := range rest {
+			b = append(b, s...)
+		}
+		rest = [][]byte{b}
+	}
+	// (With rest left, owned segments are in it or cut: the GC has them.)
 	c.wmu.Lock()
 	c.writing = false
+	if len(rest) > 0 {
+		// Ahead of everything queued meanwhile, which came after it.
+		for _, s := range rest {
+			c.queuedN += len(s)
+		}
+		c.segs = append(rest, c.segs...)
+		c.owned = append(make([]bool, len(rest)), c.owned...)
+	}
 	if len(c.segs) > 0 || len(c.open) > 0 {
 		c.startWriterLocked()
 	} else if c.closing {
@@ -451,7 +475,7 @@ func (c *conn) writeLoop() {
 		batch, owned, holdFor = c.takeLocked(batch[:0], owned[:0])
 		c.wmu.Unlock()
 
-		if err := c.write(batch); err != nil {
+		if _, err := c.write(batch, false); err != nil {
 			c.writeFailed(err)
 			return
 		}
@@ -469,21 +493,44 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// inlineWriteMax bounds how long a goroutine other than the writer (a
+// request, the reader writing replies, a sender of a large buffer) writes
+// itself: what is left after it goes to the writer goroutine. The reader
+// must not sit in a write to a peer that does not read because it is
+// itself writing to us; on an ordinary socket the write finishes long
+// before.
+const inlineWriteMax = 5 * time.Millisecond
+
 // write writes the segments with one writev where the socket has it (TCP,
-// Unix), else as one buffer (TLS would make a record per segment).
-func (c *conn) write(segs [][]byte) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
+// Unix), else as one buffer (TLS would make a record per segment). With
+// inline, on TCP and Unix sockets, it stops after inlineWriteMax and
+// returns what is left unwritten (the first segment cut where the write
+// stopped); otherwise it writes everything or fails after WriteTimeout.
+func (c *conn) write(segs [][]byte, inline bool) (rest [][]byte, err error) {
 	total := 0
 	for _, s := range segs {
 		total += len(s)
 	}
 	var n int64
-	var err error
 	switch c.nc.(type) {
 	case *net.TCPConn, *net.UnixConn:
+		limit := c.o.WriteTimeout
+		if inline && inlineWriteMax < limit {
+			limit = inlineWriteMax
+		} else {
+			inline = false
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(limit))
 		bufs := net.Buffers(segs)
 		n, err = bufs.WriteTo(c.nc)
+		if err != nil && inline && isTimeout(err) {
+			c.stats.bytesOut.Add(uint64(n))
+			return bufs, nil
+		}
 	default:
+		// A TLS write cut by a deadline leaves the connection unusable,
+		// so TLS writes always get the full WriteTimeout.
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
 		b := segs[0]
 		if len(segs) > 1 {
 			b = make([]byte, 0, total)
@@ -498,11 +545,11 @@ func (c *conn) write(segs [][]byte) error {
 	c.stats.bytesOut.Add(uint64(n))
 	if err != nil {
 		if isTimeout(err) {
-			return newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: a write of %d bytes did not finish within WriteTimeout (%s)", c.remote(), total, c.o.WriteTimeout), err)
+			return nil, newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: a write of %d bytes did not finish within WriteTimeout (%s)", c.remote(), total, c.o.WriteTimeout), err)
 		}
-		return newError(CodeSocketDestroyed, "write failed", err)
+		return nil, newError(CodeSocketDestroyed, "write failed", err)
 	}
-	return nil
+	return nil, nil
 }
 
 func (c *conn) remote() string {

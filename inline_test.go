@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -250,5 +251,51 @@ func TestInlinePlainOrder(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBidirectionalFlood: both sides answer each other's requests for large
+// buffers at once, so readers write replies while the peer's reader may
+// be writing too; a reader that waited for such a write to finish could
+// wait for a peer waiting for it (inlineWriteMax hands the rest to the
+// writer). Every request must be answered, none cut as a slow consumer.
+func TestBidirectionalFlood(t *testing.T) {
+	tr := transports[1] // Unix sockets, whose buffers are small
+	o := fastOpts()
+	o.WriteTimeout = 3 * time.Second
+	echo := func(ctx context.Context, m *Message) error { return m.Reply(ctx, m.Bytes()) }
+	srv := startServer(t, tr, ServerOptions{ConnOptions: o})
+	srv.Handle("Buffer", echo)
+	c := startClient(t, tr, srv, ClientOptions{ConnOptions: o})
+	c.Handle("Buffer", echo)
+	eventually(t, "the session to start", func() bool { return len(srv.Sessions()) == 1 })
+	sess := srv.Sessions()[0]
+	ctx := testCtx(t)
+	payload := make([]byte, 1<<20)
+	const workers, each = 16, 4
+	errs := make(chan error, 2*workers)
+	var wg sync.WaitGroup
+	for _, req := range []func(context.Context, any) (*Message, error){c.Request, sess.Request} {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each {
+					r, err := req(ctx, payload)
+					if err == nil && len(r.Bytes()) != len(payload) {
+						err = fmt.Errorf("reply of %d bytes", len(r.Bytes()))
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
