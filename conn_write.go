@@ -525,6 +525,7 @@ func (c *conn) write(segs [][]byte, inline bool) (rest [][]byte, err error) {
 		n, err = bufs.WriteTo(c.nc)
 		if err != nil && inline && isTimeout(err) {
 			c.stats.bytesOut.Add(uint64(n))
+			c.stats.leftToWriter.Add(1)
 			return bufs, nil
 		}
 	default:

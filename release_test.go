@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fill writes a pattern that identifies buffer i into b.
@@ -100,5 +101,48 @@ func TestLargeBuffersReuse(t *testing.T) {
 				t.Error(s)
 			}
 		})
+	}
+}
+
+// TestSlowPeerLargeBuffer: a large buffer written from the sender's memory
+// to a peer that reads slowly (a relay forwarding 32 KiB per millisecond)
+// takes longer than inlineWriteMax, so the rest is copied and left to the
+// writer while SendTyped returns and the sender overwrites its buffer:
+// every byte must still arrive as it was.
+func TestSlowPeerLargeBuffer(t *testing.T) {
+	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts()})
+	got := make(chan []byte, 4)
+	srv.Handle("Blob", func(ctx context.Context, m *Message) error {
+		got <- append([]byte(nil), m.Bytes()...)
+		return nil
+	})
+	srv.Handle("Sync", func(ctx context.Context, m *Message) error { return m.Reply(ctx, 0) })
+	rl := newRelay(t, srv.Addr().String(), 0)
+	rl.delay.Store(int64(time.Millisecond))
+	c := NewClient(ClientOptions{Addr: rl.addr(), ConnOptions: fastOpts()})
+	ctx := testCtx(t)
+	noErr(t, c.Start(ctx))
+	defer c.Close()
+	_, err := c.Request(ctx, Named{Type: "Sync", Data: 0}) // past the transition hold
+	noErr(t, err)
+	buf := make([]byte, 3<<20)
+	const n = 3
+	for i := range n {
+		fill(buf, i)
+		noErr(t, c.SendTyped(ctx, "Blob", buf))
+		fill(buf, 9999)
+	}
+	for i := range n {
+		b := recv(t, got, "a buffer")
+		want := make([]byte, len(buf))
+		fill(want, i)
+		if !bytes.Equal(b, want) {
+			t.Fatalf("buffer %d changed on the way", i)
+		}
+	}
+	left := c.cur.stats.leftToWriter.Load()
+	t.Logf("inline writes left to the writer: %d", left)
+	if left == 0 {
+		t.Error("no write took longer than inlineWriteMax: the test did not reach the path it is for")
 	}
 }

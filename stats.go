@@ -85,6 +85,7 @@ type connStats struct {
 	timedOut, failedByDisconnect   atomic.Uint64
 	protoErrors, slowCuts, limits  atomic.Uint64
 	guarded, promoted              atomic.Uint64
+	leftToWriter                   atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
 }
 
 func (c *conn) statsSnapshot() Stats {
