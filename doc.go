@@ -16,12 +16,14 @@
 //     checks every length against a limit before buffering, and is fuzzed.
 //
 //   - A connection engine (unexported, one per socket, shared by Client and
-//     server Sessions) runs three goroutines: a reader that answers
-//     handshakes and pings and completes callbacks itself; a dispatcher that
-//     runs handlers for plain messages in arrival order (requests run
-//     concurrently, bounded by MaxConcurrentRequests, so a handler may itself
-//     call Request); and a writer that drains everything queued with one
-//     write per wake-up. One close path, run once, ends all three.
+//     server Sessions) with three roles: a reader that answers handshakes
+//     and pings and completes callbacks itself; a dispatcher that runs
+//     handlers for plain messages in arrival order (requests run
+//     concurrently, bounded by MaxConcurrentRequests, so a handler may
+//     itself call Request); and a writer that writes everything queued with
+//     one writev. A message that can start at once runs on the reading
+//     goroutine, watched, so that a round trip costs no goroutine wake-up
+//     (see Concurrency). One close path, run once, ends them all.
 //
 //   - Client, Server and Session are the API: dial or listen, handshake
 //     policy, broadcast, hooks for the events Node emits.
@@ -53,11 +55,26 @@
 // # Concurrency
 //
 // Every method of Client, Server, Session and Message is safe to call from
-// many goroutines. Handlers run on the connection's dispatcher: plain
-// messages one at a time in arrival order, requests each in a goroutine of
-// their own. A handler may call Send or Request on any connection,
-// including its own. Hooks (the On* options) run on library goroutines and
-// should return quickly.
+// many goroutines, except Message.Release, which ends every use of its
+// message. Plain messages of one connection are handled one at a time in
+// arrival order, requests concurrently. A handler may call Send or Request
+// on any connection, including its own, and may block: when nothing waits
+// before a message its handler runs on the goroutine that read it, and if
+// it then waits for a reply on its own connection, or runs for more than
+// about a millisecond, the reading moves to another goroutine
+// (Stats.HandlerHandoffs counts it), so a connection never waits for a
+// handler by more than a couple of milliseconds. Hooks (the On* options)
+// run on library goroutines and should return quickly.
+//
+// # Large buffers
+//
+// A large typed buffer or Buffer is written from the sender's memory when
+// the connection is idle, and copied into the queue otherwise; SendTyped
+// returns once the caller may reuse its slice. On the receiving side a
+// frame of 64 KiB or more is read straight into a buffer of its own that the
+// Message owns; Message.Release gives it back for the next frame, which is
+// what keeps a receiver at gigabytes per second out of the garbage
+// collector.
 //
 // # Errors
 //

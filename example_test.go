@@ -85,6 +85,39 @@ func Example_typedBuffer() {
 	// Tile 256 bytes typed=true
 }
 
+// Large buffers at full speed: a handler that is done with a message's
+// bytes releases them, so the buffer of the next large frame is reused
+// instead of collected. Here the handler sums the bytes (it keeps nothing
+// that aliases them) before releasing.
+func Example_releaseLargeBuffers() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	sums := make(chan int)
+	srv.Handle("Chunk", func(ctx context.Context, m *sockhop.Message) error {
+		sum := 0
+		for _, b := range m.Bytes() {
+			sum += int(b)
+		}
+		m.Release() // m.Bytes() must not be used after this
+		sums <- sum
+		return nil
+	})
+	c, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	chunk := make([]byte, 1<<20)
+	for i := range 3 {
+		for j := range chunk {
+			chunk[j] = byte(i)
+		}
+		// SendTyped returns once chunk may be reused.
+		_ = c.SendTyped(context.Background(), "Chunk", chunk)
+		fmt.Println(<-sums)
+	}
+	// Output:
+	// 0
+	// 1048576
+	// 2097152
+}
+
 // A remote callback: the client sends and waits for the server's answer
 // (Node: c.send(obj, callback) and meta.callback(reply)).
 func Example_remoteCallback() {

@@ -73,57 +73,40 @@ func TestInlineHandlerWaitsForLaterMessage(t *testing.T) {
 	}
 }
 
-// TestInlineReplyThenBlock: a handler replies, then blocks until the client
-// has the reply. The reply, left for the reader, must be written by
-// whoever moves the reading on, not wait for the handler.
-func TestInlineReplyThenBlock(t *testing.T) {
-	tr := transports[0]
-	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
-	gotReply := make(chan struct{})
-	srv.Handle("Ask", func(ctx context.Context, m *Message) error {
-		if err := m.Reply(ctx, "first"); err != nil {
-			return err
-		}
-		select {
-		case <-gotReply:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
-	r, err := c.Request(testCtx(t), Named{Type: "Ask", Data: 1})
-	close(gotReply)
-	noErr(t, err)
-	equal(t, "reply", string(r.JSON()), `"first"`)
-}
-
-// TestInlineBlockThenReply: the handler blocks long enough to lose the
-// reader, then replies, then waits until the client has the reply: the
-// reply must leave at once, not when the handler returns.
-func TestInlineBlockThenReply(t *testing.T) {
-	tr := transports[0]
-	srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
-	gotReply := make(chan struct{})
-	srv.Handle("Ask", func(ctx context.Context, m *Message) error {
-		eventually(t, "the handler to be moved off the reader", func() bool {
-			return m.Session().Stats().HandlerHandoffs > 0
+// TestInlineReplyWhileBlocked: a handler replies and then blocks until the
+// client has the reply. Replying at once, the reply is left for the reader,
+// and whoever moves the reading on must write it; replying after the
+// handler lost the reader, the reply must leave at once, not when the
+// handler returns.
+func TestInlineReplyWhileBlocked(t *testing.T) {
+	for _, lostFirst := range []bool{false, true} {
+		t.Run(map[bool]string{false: "reply at once", true: "reply after losing the reader"}[lostFirst], func(t *testing.T) {
+			tr := transports[0]
+			srv := startServer(t, tr, ServerOptions{ConnOptions: fastOpts()})
+			gotReply := make(chan struct{})
+			srv.Handle("Ask", func(ctx context.Context, m *Message) error {
+				if lostFirst {
+					eventually(t, "the handler to be moved off the reader", func() bool {
+						return m.Session().Stats().HandlerHandoffs > 0
+					})
+				}
+				if err := m.Reply(ctx, "answer"); err != nil {
+					return err
+				}
+				select {
+				case <-gotReply:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+			c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+			r, err := c.Request(testCtx(t), Named{Type: "Ask", Data: 1})
+			close(gotReply)
+			noErr(t, err)
+			equal(t, "reply", string(r.JSON()), `"answer"`)
 		})
-		if err := m.Reply(ctx, "after a while"); err != nil {
-			return err
-		}
-		select {
-		case <-gotReply:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
-	r, err := c.Request(testCtx(t), Named{Type: "Ask", Data: 1})
-	close(gotReply)
-	noErr(t, err)
-	equal(t, "reply", string(r.JSON()), `"after a while"`)
+	}
 }
 
 // TestInlineReplyAfterReturn: the handler hands the request to another

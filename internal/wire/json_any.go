@@ -118,21 +118,29 @@ func (d *anyDecoder) object(depth int) (any, error) {
 			return nil, err
 		}
 		m[k] = v // a repeated key: the last wins, as in encoding/json
-		d.space()
-		if d.i >= len(d.b) {
-			return nil, errAnySyntax
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-			d.space()
-		case '}':
-			d.i++
-			return m, nil
-		default:
-			return nil, errAnySyntax
+		if done, err := d.next('}'); done || err != nil {
+			return m, err
 		}
 	}
+}
+
+// next reads what follows a container's element: a comma (more follow) or
+// closer (done).
+func (d *anyDecoder) next(closer byte) (done bool, err error) {
+	d.space()
+	if d.i >= len(d.b) {
+		return false, errAnySyntax
+	}
+	switch d.b[d.i] {
+	case ',':
+		d.i++
+		d.space()
+		return false, nil
+	case closer:
+		d.i++
+		return true, nil
+	}
+	return false, errAnySyntax
 }
 
 func (d *anyDecoder) array(depth int) (any, error) {
@@ -152,19 +160,8 @@ func (d *anyDecoder) array(depth int) (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		d.space()
-		if d.i >= len(d.b) {
-			return nil, errAnySyntax
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-			d.space()
-		case ']':
-			d.i++
-			return a, nil
-		default:
-			return nil, errAnySyntax
+		if done, err := d.next(']'); done || err != nil {
+			return a, err
 		}
 	}
 }
@@ -283,51 +280,19 @@ func hex4(b []byte, i int) (rune, bool) {
 // encoding/json.
 func (d *anyDecoder) number() (any, error) {
 	start := d.i
-	j := d.i
-	neg := false
-	if d.b[j] == '-' {
-		neg = true
-		j++
-	}
-	digits := j
-	if j < len(d.b) && d.b[j] == '0' {
-		j++
-	} else {
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			j++
-		}
-	}
-	if j == digits {
+	end := scanNumber(d.b, start)
+	if end < 0 {
 		return nil, errAnySyntax
 	}
-	intEnd := j
-	if j < len(d.b) && d.b[j] == '.' {
-		j++
-		k := j
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			j++
-		}
-		if j == k {
-			return nil, errAnySyntax
-		}
+	d.i = end
+	lit := d.b[start:end]
+	neg := lit[0] == '-'
+	if neg {
+		lit = lit[1:]
 	}
-	if j < len(d.b) && (d.b[j] == 'e' || d.b[j] == 'E') {
-		j++
-		if j < len(d.b) && (d.b[j] == '+' || d.b[j] == '-') {
-			j++
-		}
-		k := j
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			j++
-		}
-		if j == k {
-			return nil, errAnySyntax
-		}
-	}
-	d.i = j
-	if j == intEnd && intEnd-digits <= 15 {
+	if len(lit) <= 15 && scanDigits(lit, 0) == len(lit) {
 		var n int64
-		for _, c := range d.b[digits:intEnd] {
+		for _, c := range lit {
 			n = n*10 + int64(c-'0')
 		}
 		f := float64(n)
@@ -338,7 +303,7 @@ func (d *anyDecoder) number() (any, error) {
 	}
 	// The string does not outlive the call: an error (out of range) is
 	// dropped, the caller falls back to encoding/json.
-	f, err := strconv.ParseFloat(unsafe.String(&d.b[start], j-start), 64)
+	f, err := strconv.ParseFloat(unsafe.String(&d.b[start], end-start), 64)
 	if err != nil {
 		return nil, errAnySyntax
 	}

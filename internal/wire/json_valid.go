@@ -153,18 +153,14 @@ func scanNumber(b []byte, i int) int {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
-		}
+		i = scanDigits(b, i+1)
 	default:
 		return -1
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		k := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == k {
+		if j := scanDigits(b, i+1); j > i+1 {
+			i = j
+		} else {
 			return -1
 		}
 	}
@@ -173,13 +169,20 @@ func scanNumber(b []byte, i int) int {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		k := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == k {
+		if j := scanDigits(b, i); j > i {
+			i = j
+		} else {
 			return -1
 		}
+	}
+	return i
+}
+
+// scanDigits returns the index of the first byte from i on that is not a
+// decimal digit.
+func scanDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
 	}
 	return i
 }
