@@ -121,6 +121,8 @@ func TestTLSMutual(t *testing.T) {
 		noErr(t, c.Close())
 	})
 	t.Run("without certificate", func(t *testing.T) {
+		// The session of the client above ends after its Close returns.
+		eventually(t, "no session left", func() bool { return len(e.srv.Sessions()) == 0 })
 		before := e.delivered.Load()
 		c := e.client(t, &tls.Config{RootCAs: p.caPool}, ClientOptions{})
 		begin := time.Now()
