@@ -111,7 +111,7 @@ func TestLargeBuffersReuse(t *testing.T) {
 // every byte must still arrive as it was.
 func TestSlowPeerLargeBuffer(t *testing.T) {
 	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts()})
-	got := make(chan []byte, 4)
+	got := make(chan []byte, 8)
 	srv.Handle("Blob", func(ctx context.Context, m *Message) error {
 		got <- append([]byte(nil), m.Bytes()...)
 		return nil
@@ -126,7 +126,7 @@ func TestSlowPeerLargeBuffer(t *testing.T) {
 	_, err := c.Request(ctx, Named{Type: "Sync", Data: 0}) // past the transition hold
 	noErr(t, err)
 	buf := make([]byte, 3<<20)
-	const n = 3
+	const n = 6
 	for i := range n {
 		fill(buf, i)
 		noErr(t, c.SendTyped(ctx, "Blob", buf))
