@@ -57,16 +57,21 @@ func (c *conn) runInline(m *Message) bool {
 	if !c.watched.Load() {
 		inlineWatch.add(c)
 	}
-	c.wmu.Lock()
-	c.inlineMsg = m
-	c.wmu.Unlock()
+	req := m.IsRequest() // only a request has a reply to leave for the reader
+	if req {
+		c.wmu.Lock()
+		c.inlineMsg = m
+		c.wmu.Unlock()
+	}
 	c.run(m)
 	if !c.inlRun.CompareAndSwap(seq, 0) {
 		return false // promoted, which also cleared inlineMsg
 	}
-	c.wmu.Lock()
-	c.inlineMsg = nil
-	c.wmu.Unlock()
+	if req {
+		c.wmu.Lock()
+		c.inlineMsg = nil
+		c.wmu.Unlock()
+	}
 	return true
 }
 
