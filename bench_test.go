@@ -240,45 +240,54 @@ func BenchmarkSendAll(b *testing.B) {
 func BenchmarkTypedBuffer(b *testing.B) {
 	const size = 1 << 20
 	for _, mode := range benchModes {
-		b.Run(mode.name, func(b *testing.B) {
-			cnt := newCounter()
-			h := func(ctx context.Context, m *Message) error {
-				var p []byte
-				if err := m.Decode(&p); err != nil {
-					return err
-				}
-				if len(p) != size {
-					return fmt.Errorf("got %d bytes", len(p))
-				}
-				cnt.add()
-				return nil
+		for _, release := range []bool{false, true} {
+			name := mode.name
+			if release {
+				name += "/release"
 			}
-			_, c := benchPair(b, mode.noBinary, func(srv *Server) {
-				srv.Handle("Blob", h)
-				srv.Handle("Buffer", h)
+			b.Run(name, func(b *testing.B) {
+				cnt := newCounter()
+				h := func(ctx context.Context, m *Message) error {
+					var p []byte
+					if err := m.Decode(&p); err != nil {
+						return err
+					}
+					if len(p) != size {
+						return fmt.Errorf("got %d bytes", len(p))
+					}
+					if release {
+						m.Release()
+					}
+					cnt.add()
+					return nil
+				}
+				_, c := benchPair(b, mode.noBinary, func(srv *Server) {
+					srv.Handle("Blob", h)
+					srv.Handle("Buffer", h)
+				})
+				buf := make([]byte, size)
+				for i := range buf {
+					buf[i] = byte(i)
+				}
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.SetBytes(size)
+				b.ResetTimer()
+				cnt.expect(int64(b.N))
+				for range b.N {
+					var err error
+					if mode.noBinary {
+						err = c.Send(ctx, buf)
+					} else {
+						err = c.SendTyped(ctx, "Blob", buf)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				cnt.wait(b)
 			})
-			buf := make([]byte, size)
-			for i := range buf {
-				buf[i] = byte(i)
-			}
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.SetBytes(size)
-			b.ResetTimer()
-			cnt.expect(int64(b.N))
-			for range b.N {
-				var err error
-				if mode.noBinary {
-					err = c.Send(ctx, buf)
-				} else {
-					err = c.SendTyped(ctx, "Blob", buf)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			cnt.wait(b)
-		})
+		}
 	}
 }
 

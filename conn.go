@@ -93,7 +93,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *s
 	}
 	c.work = make(chan *Message)
 	c.dec = wire.NewDecoder(socketReader{c}, []byte(o.RxTerminator), o.MaxMessageSize)
-	c.dec.SetFrameAlloc(getFrame)
+	c.dec.SetFrameAlloc(getFrame, putFrame)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.writeState.init()
 	c.pendingTable.init()

@@ -22,7 +22,7 @@ const bufferLineMin = 1 << 10
 // line goes through parseLine with the data emptied, so the result is the
 // one parseLine gives. ok is false for any other line (URL-safe or
 // unpadded base64 included), which parseLine then handles in full.
-func parseBufferLine(line []byte, names *nameCache) (m Message, ok bool) {
+func parseBufferLine(line []byte, names *nameCache, alloc func(n int) []byte) (m Message, ok bool) {
 	if len(line) < len(bufferLinePrefix)+bufferLineMin || !bytes.HasPrefix(line, []byte(bufferLinePrefix)) {
 		return m, false
 	}
@@ -39,18 +39,23 @@ func parseBufferLine(line []byte, names *nameCache) (m Message, ok bool) {
 	}
 	short := make([]byte, 0, len(bufferLinePrefix)+len(rest))
 	short = append(append(short, bufferLinePrefix...), rest...)
-	m, err := parseLine(short, names) // short's data is empty: no shortcut again
+	m, err := parseLine(short, names, nil) // short's data is empty: no shortcut again
 	if err != nil || m.Type != TypeBuffer || !m.Bytes || len(m.Data) != 0 {
 		return Message{}, false
 	}
 	// decodeBase64 takes canonical base64 only (no CR, LF or anything
 	// JSON would have to unescape), which it decodes to the bytes
 	// decodeBase64Lenient gives.
-	out := make([]byte, len(data)/4*3)
+	var out []byte
+	if alloc != nil {
+		out = alloc(len(data) / 4 * 3) // given back by the receiver's Release
+	} else {
+		out = make([]byte, len(data)/4*3)
+	}
 	n, ok := decodeBase64(out, data)
 	if !ok {
 		return Message{}, false
 	}
-	m.Data = out[:n]
+	m.Data, m.Frame = out[:n], out
 	return m, true
 }

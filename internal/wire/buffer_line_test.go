@@ -14,8 +14,8 @@ import (
 func sameAsGeneralPath(t *testing.T, line []byte) {
 	t.Helper()
 	general := append([]byte("{ "), line[1:]...)
-	got, err1 := parseLine(line, nil)
-	want, err2 := parseLine(general, nil)
+	got, err1 := parseLine(line, nil, nil)
+	want, err2 := parseLine(general, nil, nil)
 	if (err1 == nil) != (err2 == nil) {
 		t.Fatalf("line %.80q...: error %v, general path %v", line, err1, err2)
 	}
@@ -78,7 +78,7 @@ func TestBufferLineShortcut(t *testing.T) {
 		})
 	}
 	// The shortcut does apply to the canonical form.
-	if _, ok := parseBufferLine([]byte(bufferLinePrefix+std+`"}`), nil); !ok {
+	if _, ok := parseBufferLine([]byte(bufferLinePrefix+std+`"}`), nil, nil); !ok {
 		t.Fatal("a canonical Buffer line did not take the shortcut")
 	}
 }

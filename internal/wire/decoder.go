@@ -53,6 +53,7 @@ type Decoder struct {
 	want       int // binary mode: size of the frame being waited for
 	names      nameCache
 	alloc      func(n int) []byte // buffers of large frames (SetFrameAlloc)
+	free       func(b []byte)     // takes back grown read buffers
 	empty      int                // consecutive reads that returned no bytes and no error
 	err        error              // sticky: the stream is finished
 	idle       [idleRead]byte     // buf while drained (see idleRead)
@@ -63,8 +64,11 @@ var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
 
 // setBuf makes b the read buffer, giving a pooled one back.
 func (d *Decoder) setBuf(b []byte) {
-	if cap(d.buf) == readBufSize {
+	switch c := cap(d.buf); {
+	case c == readBufSize:
 		readBufs.Put((*[readBufSize]byte)(d.buf[:readBufSize]))
+	case c > readBufSize && d.free != nil:
+		d.free(d.buf)
 	}
 	d.buf = b
 }
@@ -95,10 +99,14 @@ func (d *Decoder) SetLimit(n int) {
 }
 
 // SetFrameAlloc makes the Decoder take the buffers of large frames (those
-// read into a buffer of their own, see Message.Frame) from alloc, which
-// returns a slice of length n. The caller may then reuse a frame's buffer
-// once it is done with the message. Call it before the first Next.
-func (d *Decoder) SetFrameAlloc(alloc func(n int) []byte) { d.alloc = alloc }
+// read into a buffer of their own) and of large base64 Buffers decoded from
+// JSON lines from alloc, which returns a slice of length n (see
+// Message.Frame). It also takes the read buffer it grows for a long line
+// from alloc, and hands it to free once drained. Call it before the first
+// Next.
+func (d *Decoder) SetFrameAlloc(alloc func(n int) []byte, free func(b []byte)) {
+	d.alloc, d.free = alloc, free
+}
 
 // Limit returns the current message size limit.
 func (d *Decoder) Limit() int { return int(d.limit.Load()) }
@@ -158,7 +166,7 @@ func (d *Decoder) nextLine() (Message, bool, error) {
 	if len(line) > d.Limit() {
 		return Message{}, false, d.fail(&SizeError{Size: int64(len(line)), Limit: d.Limit()})
 	}
-	m, err := parseLine(line, &d.names)
+	m, err := parseLine(line, &d.names, d.alloc)
 	if err == nil && m.HasType && m.Type == TypeTransition {
 		d.binary = true
 	}
@@ -266,9 +274,12 @@ func (d *Decoder) fill(need int) {
 				newCap = ownedFrameMin + readMax
 			}
 			var nb []byte
-			if newCap <= readBufSize {
+			switch {
+			case newCap <= readBufSize:
 				nb = readBufs.Get().(*[readBufSize]byte)[:]
-			} else {
+			case d.alloc != nil:
+				nb = d.alloc(newCap)
+			default:
 				nb = make([]byte, newCap)
 			}
 			copy(nb, d.buf[d.start:d.end])

@@ -208,7 +208,7 @@ func FuzzParseLine(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var names nameCache
-		m, err := parseLine(line, &names)
+		m, err := parseLine(line, &names, nil)
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) || de.Code != CodeBadBufferData {
@@ -244,7 +244,7 @@ func FuzzParseLine(f *testing.F) {
 		if bytes.IndexByte(out, '\n') != len(out)-1 {
 			t.Fatalf("encoded line %q has a newline before its terminator", out)
 		}
-		m2, err := parseLine(out[:len(out)-1], &names)
+		m2, err := parseLine(out[:len(out)-1], &names, nil)
 		if err != nil {
 			t.Fatalf("re-encoded line %q does not parse: %v", out, err)
 		}

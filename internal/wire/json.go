@@ -267,10 +267,10 @@ func grow(dst []byte, n int) []byte {
 // Keys are matched exactly, as JavaScript property access does (encoding/json
 // would also accept "TYPE" or "Id"), and a repeated key counts with its last
 // value, as JSON.parse keeps it. Returned slices alias line.
-func parseLine(line []byte, names *nameCache) (Message, error) {
+func parseLine(line []byte, names *nameCache, alloc func(n int) []byte) (Message, error) {
 	var m Message
 	trimmed := trimJSONSpace(line)
-	if bm, ok := parseBufferLine(trimmed, names); ok {
+	if bm, ok := parseBufferLine(trimmed, names, alloc); ok {
 		return bm, nil // a large Buffer, without scanning its data three times
 	}
 	if !Valid(trimmed) {
