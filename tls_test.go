@@ -352,13 +352,8 @@ func TestTLSJunk(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				start := time.Now()
-				c.SetDeadline(start.Add(hsTimeout + 2*time.Second))
-				if k.payload != nil {
-					go c.Write(k.payload) // may block until the server resets it
-				}
-				_, err := io.Copy(io.Discard, c)
-				results <- result{k.name, k.stalls, time.Since(start), err}
+				took, err := sendJunk(c, k.payload, hsTimeout+2*time.Second)
+				results <- result{k.name, k.stalls, took, err}
 			}()
 		}
 	}
@@ -385,6 +380,19 @@ func TestTLSJunk(t *testing.T) {
 	good := e.client(t, &tls.Config{RootCAs: p.caPool}, ClientOptions{})
 	noErr(t, good.Start(testCtx(t)))
 	e.exchange(t, good)
+}
+
+// sendJunk writes payload (nil: nothing) on c and reads until the server
+// closes it or wait passes, and reports how long that took; a timeout
+// error means the server left the connection open.
+func sendJunk(c net.Conn, payload []byte, wait time.Duration) (time.Duration, error) {
+	start := time.Now()
+	c.SetDeadline(start.Add(wait))
+	if payload != nil {
+		go c.Write(payload) // may block until the server resets it
+	}
+	_, err := io.Copy(io.Discard, c)
+	return time.Since(start), err
 }
 
 // TestTLSOverUnix: TLS also wraps a Unix socket; the client then needs an
