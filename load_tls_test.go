@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"runtime"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,28 +30,8 @@ func TestLoadTLSJunk(t *testing.T) {
 	recordJunk := append([]byte{0x16, 0x03, 0x01, 0x40, 0x00}, junk[5:]...)
 
 	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(sample)
-	base := sample[0].Value.Uint64()
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	var sampler sync.WaitGroup
-	sampler.Add(1)
-	go func() {
-		defer sampler.Done()
-		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-		for {
-			metrics.Read(s)
-			if h := s[0].Value.Uint64(); h > peak.Load() {
-				peak.Store(h)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
+	base := heapNow()
+	heap := sampleHeap(5 * time.Millisecond)
 
 	const conns = 100
 	var wg sync.WaitGroup
@@ -85,13 +64,12 @@ func TestLoadTLSJunk(t *testing.T) {
 	}
 	wg.Wait()
 	all := time.Since(begin)
-	close(stop)
-	sampler.Wait()
+	peak := heap.stop()
 	close(open)
 	for msg := range open {
 		t.Error("a junk connection was " + msg)
 	}
-	growth := int64(peak.Load()) - int64(base)
+	growth := int64(peak) - int64(base)
 	t.Logf("R13 b: %d connections x 1 MiB of junk closed in %s (slowest %s, TLSHandshakeTimeout %s); heap growth at peak %.1f MiB",
 		conns, all.Round(time.Millisecond), time.Duration(slowest.Load()).Round(time.Millisecond), hsTimeout, float64(growth)/(1<<20))
 	if s := time.Duration(slowest.Load()); s > hsTimeout+500*time.Millisecond {
