@@ -57,7 +57,7 @@ func benchOneWay(ctx context.Context, b *bench) (*benchResult, error) {
 		w := benchWidget{Name: "widget", Vals: []int{1, 2, 3}}
 		for i := 0; i < n; i++ {
 			w.Seq = i
-			if err := c.Send(ctx, w); err != nil {
+			if err := c.Send(ctx, widgetMsg(w)); err != nil {
 				return err
 			}
 			if i&255 == 255 {
@@ -102,7 +102,7 @@ func benchRequests(ctx context.Context, b *bench) (*benchResult, error) {
 					}
 					w.Seq = i
 					start := time.Now()
-					reply, err := c.Request(ctx, w)
+					reply, err := c.Request(ctx, widgetMsg(w))
 					if err == nil {
 						err = checkAck(reply, i, toMap)
 					}
