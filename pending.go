@@ -56,19 +56,20 @@ func (p *pendingTable) pendingCount() int {
 	return len(p.pending)
 }
 
-// register adds a waiting request under id.
-func (c *conn) register(id string, ch chan reqResult) error {
+// register adds a waiting request under id and says whether it is the only
+// one waiting.
+func (c *conn) register(id string, ch chan reqResult) (alone bool, err error) {
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
 	if c.failed != nil {
-		return c.sendClosedErr()
+		return false, c.sendClosedErr()
 	}
 	if len(c.pending) >= c.o.MaxPendingRequests {
 		c.stats.limits.Add(1)
-		return newError(CodeTooManyRequests, fmt.Sprintf("%d requests already wait for replies on this connection (MaxPendingRequests)", c.o.MaxPendingRequests), nil)
+		return false, newError(CodeTooManyRequests, fmt.Sprintf("%d requests already wait for replies on this connection (MaxPendingRequests)", c.o.MaxPendingRequests), nil)
 	}
 	c.pending[id] = ch
-	return nil
+	return len(c.pending) == 1, nil
 }
 
 // forget removes a request that will not be waited for any more.
@@ -84,11 +85,20 @@ func (c *conn) forget(id string) {
 func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Message, error) {
 	id := wire.NewUUID()
 	ch := make(chan reqResult, 1)
-	if err := c.register(id, ch); err != nil {
+	alone, err := c.register(id, ch)
+	if err != nil {
 		return nil, err
 	}
 	body.Kind, body.ID = wire.Request, id
-	if err := c.send(ctx, body, typed, writeNow); err != nil {
+	// A request alone in flight is written by its caller, who waits
+	// anyway: no goroutine wake-up on the way out. With others in flight
+	// the writer goroutine gathers them into one write, which costs less
+	// than a write each.
+	how := queued
+	if alone {
+		how = writeNow
+	}
+	if err := c.send(ctx, body, typed, how); err != nil {
 		c.forget(id)
 		return nil, err
 	}

@@ -228,7 +228,7 @@ func (c *Client) flushBuffer(cn *conn) {
 func (c *Client) writeHeld(ctx context.Context, cn *conn, it *heldMsg) error {
 	body := it.body
 	if it.req != nil {
-		if err := cn.register(it.req.id, it.req.ch); err != nil {
+		if _, err := cn.register(it.req.id, it.req.ch); err != nil {
 			it.req.ch <- reqResult{err: err}
 			return err
 		}
