@@ -61,9 +61,9 @@
 // on any connection, including its own, and may block: when nothing waits
 // before a message its handler runs on the goroutine that read it, and if
 // it then waits for a reply on its own connection, or runs for more than
-// about a millisecond, the reading moves to another goroutine
+// a few milliseconds, the reading moves to another goroutine
 // (Stats.HandlerHandoffs counts it), so a connection never waits for a
-// handler by more than a couple of milliseconds. Hooks (the On* options)
+// handler by more than about 5 ms. Hooks (the On* options)
 // run on library goroutines and should return quickly.
 //
 // # Large buffers

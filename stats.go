@@ -40,7 +40,7 @@ type Stats struct {
 	GuardedTransitions uint64
 	// HandlerHandoffs: handlers that started on the connection's reading
 	// goroutine and then blocked (waited for a reply on their own
-	// connection, or ran past about a millisecond), so the reading moved
+	// connection, or ran past a few milliseconds), so the reading moved
 	// to another goroutine. Harmless; a count close to the number of
 	// messages means most handlers block, and each costs a goroutine
 	// wake-up the fast path avoids.

@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +84,20 @@ func main() {
 	flag.IntVar(&f.size, "size", 1<<20, "buffer size for s3")
 	flag.BoolVar(&f.json, "json", false, "one JSON line")
 	flag.Parse()
+	// SOCKHOP_BENCH_PROFILE=DIR: CPU profiles of both processes, as
+	// `sockhop bench` writes them, to compare the two side by side.
+	if dir := os.Getenv("SOCKHOP_BENCH_PROFILE"); dir != "" {
+		role := "raw-client"
+		if *server {
+			role = "raw-server"
+		}
+		if pf, perr := os.Create(filepath.Join(dir, role+".pprof")); perr == nil {
+			defer pf.Close() // after StopCPUProfile, which writes to it
+			if pprof.StartCPUProfile(pf) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	var err error
 	if *server {
 		err = runServer(f, *path)
@@ -91,6 +106,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rawgo:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
