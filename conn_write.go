@@ -159,6 +159,9 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHo
 			c.wmu.Unlock()
 			return nil
 		}
+		// Whatever fills the queue must be on its way out: replies left
+		// for the reader (which may be this very goroutine) included.
+		c.startWriterLocked()
 		ch := c.spaceCh
 		c.waiters++
 		c.wmu.Unlock()

@@ -282,3 +282,41 @@ func TestBidirectionalFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestInlineRepliesFillQueue: a request handler running on the reader
+// replies, then sends more than MaxQueueBytes on its own connection. Its
+// reply was left for the reader, which is this handler; the send waiting
+// for room must get the queue written anyway.
+func TestInlineRepliesFillQueue(t *testing.T) {
+	tr := transports[0]
+	o := fastOpts()
+	o.MaxQueueBytes = 64 << 10
+	srv := startServer(t, tr, ServerOptions{ConnOptions: o})
+	srv.Handle("Ask", func(ctx context.Context, m *Message) error {
+		if err := m.Reply(ctx, "answer"); err != nil {
+			return err
+		}
+		chunk := make([]byte, 40<<10)
+		for range 8 { // 320 KiB through a 64 KiB queue
+			if err := m.Session().Send(ctx, chunk); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	c := startClient(t, tr, srv, ClientOptions{ConnOptions: fastOpts()})
+	got := make(chan int, 8)
+	c.Handle("Buffer", func(ctx context.Context, m *Message) error {
+		got <- len(m.Bytes())
+		return nil
+	})
+	r, err := c.Request(testCtx(t), Named{Type: "Ask", Data: 1})
+	noErr(t, err)
+	equal(t, "reply", string(r.JSON()), `"answer"`)
+	for range 8 {
+		equal(t, "chunk", recv(t, got, "a chunk"), 40<<10)
+	}
+	if n := sessionStats(t, srv).HandlerHandoffs; n != 0 {
+		t.Logf("handler moved off the reader %d times (the sends waited for room)", n)
+	}
+}
