@@ -16,10 +16,13 @@ import (
 
 // conn is the engine of one socket, shared by Client and server Sessions.
 //
-// Three goroutines own its pieces: the reader owns the decoder (and so the
-// receive mode) and handles protocol messages and callback replies itself;
-// the dispatcher runs application handlers in arrival order; the writer owns
-// the socket's write side and drains everything queued in one write. One
+// Three roles own its pieces: the reader owns the decoder (and so the
+// receive mode), handles protocol messages and callback replies itself and
+// runs the handlers of messages that may start at once (inline.go); the
+// dispatcher runs the handlers of the messages that had to wait, in arrival
+// order; the writer owns the socket's write side and drains everything
+// queued in one write. A role may move between goroutines (the reading
+// does, when a handler blocks; a short write is made by its caller). One
 // close path, run once, ends them all.
 type conn struct {
 	nc     net.Conn
@@ -57,7 +60,7 @@ type conn struct {
 	closeErr     error // why the connection ended (set before done is closed)
 	readDone     chan struct{}
 	writeDone    chan struct{}
-	wg           sync.WaitGroup // the reader, writer, dispatcher and pinger
+	wg           sync.WaitGroup // the read role, writer, dispatcher and pinger
 	dispatching  bool           // the dispatcher was started (reader-owned)
 	strikes      int            // undecodable messages so far (reader-owned)
 	finished     chan struct{}  // closed when every goroutine has ended
@@ -141,7 +144,7 @@ func (c *conn) start() {
 		c.sendHandshake()
 	}
 	// The writer runs only while something is queued, the dispatcher
-	// starts with the first application message (see handle), and the
+	// starts with the first message that has to wait (see queue), and the
 	// closer closes finished once the rest have ended: an idle connection
 	// runs one goroutine, which matters to a server holding many (each
 	// costs 4 KiB or more of stack).

@@ -52,10 +52,10 @@ const (
 	// queued: the writer goroutine, which gathers a burst into one write
 	// (fire-and-forget sends).
 	queued sendHow = iota
-	// writeNow: the caller, when no writer runs and nothing else is
-	// queued, instead of waking a writer goroutine; for a caller about to
-	// wait anyway (a request). On a round trip that is one goroutine
-	// switch less.
+	// writeNow: the caller, when no writer runs (what is queued goes
+	// with it: only replies left for the reader can be), instead of
+	// waking a writer goroutine; for a caller about to wait anyway (a
+	// request). On a round trip that is one goroutine switch less.
 	writeNow
 	// reply: as writeNow, except that the reply to the request whose
 	// handler runs on the reader is left for the reader to write before
@@ -360,6 +360,7 @@ func (c *conn) writeNowLocked(batch, owned [][]byte, borrowed bool) error {
 		c.writeFailed(err)
 		return err
 	}
+	restOwned := make([]bool, len(rest)) // cut owned segments: the GC has them
 	if len(rest) == 0 {
 		releaseSegs(owned)
 	} else if borrowed {
@@ -372,9 +373,8 @@ func (c *conn) writeNowLocked(batch, owned [][]byte, borrowed bool) error {
 		for _, s := range rest {
 			b = append(b, s...)
 		}
-		rest = [][]byte{b}
+		rest, restOwned = [][]byte{b}, []bool{true}
 	}
-	// (With rest left, owned segments are in it or cut: the GC has them.)
 	c.wmu.Lock()
 	c.writing = false
 	if len(rest) > 0 {
@@ -383,7 +383,7 @@ func (c *conn) writeNowLocked(batch, owned [][]byte, borrowed bool) error {
 			c.queuedN += len(s)
 		}
 		c.segs = append(rest, c.segs...)
-		c.owned = append(make([]bool, len(rest)), c.owned...)
+		c.owned = append(restOwned, c.owned...)
 	}
 	if len(c.segs) > 0 || len(c.open) > 0 {
 		c.startWriterLocked()
