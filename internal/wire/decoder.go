@@ -155,7 +155,10 @@ func (d *Decoder) nextLine() (Message, bool, error) {
 	if i < 0 {
 		d.scanned = len(pending)
 		if len(pending) >= d.Limit()+len(d.term) {
-			return Message{}, false, d.fail(&SizeError{Size: int64(len(pending)), AtLeast: true, Limit: d.Limit()})
+			// Without a terminator, even one cut by the end of what was
+			// read, the line has more than limit bytes. How many more
+			// depends on how the reads fell, so it is not reported.
+			return Message{}, false, d.fail(&SizeError{Size: int64(d.Limit()) + 1, AtLeast: true, Limit: d.Limit()})
 		}
 		return Message{}, false, nil
 	}

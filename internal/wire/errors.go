@@ -32,8 +32,11 @@ var ErrMessageTooLarge = errors.New("sockhop: message too large")
 // SizeError reports a message over the size limit. It is fatal for the
 // stream: the Decoder stopped reading before buffering the message.
 type SizeError struct {
-	Size    int64 // announced frame payload size, or bytes of line seen so far
-	AtLeast bool  // Size is a lower bound (a line without its terminator yet)
+	Size int64 // announced frame payload size, or the line's length
+	// AtLeast: Size is a lower bound, limit + 1, for a line whose
+	// terminator has not come: how much more was seen depends on how its
+	// bytes were split into reads, so it is not reported.
+	AtLeast bool
 	Limit   int
 	Binary  bool
 }
@@ -44,7 +47,7 @@ func (e *SizeError) Error() string {
 		what = "JSON line"
 	}
 	if e.AtLeast {
-		size = "more than " + size
+		size = "at least " + size
 	}
 	return fmt.Sprintf("sockhop: %s of %s exceeds the %d-byte message limit; raise MaxMessageSize if the peer is trusted", what, size, e.Limit)
 }
