@@ -65,23 +65,7 @@ func TestLoadPingFloodSustained(t *testing.T) {
 	}()
 
 	begin := time.Now()
-	var rtts []time.Duration
-	var floodErr error
-	for floodErr == nil {
-		t0 := time.Now()
-		r, err := healthy.Request(testCtx(t), Named{Type: "Echo", Data: "ok"})
-		noErr(t, err)
-		equal(t, "reply", string(r.JSON()), `"ok"`)
-		rtts = append(rtts, time.Since(t0))
-		peak = max(peak, heapNow())
-		select {
-		case floodErr = <-ended:
-		case <-time.After(2 * time.Millisecond):
-		}
-		if time.Since(begin) > 30*time.Second {
-			t.Fatal("the flooding connection was not closed within 30 s")
-		}
-	}
+	rtts, floodErr := echoUntilEnded(t, healthy, ended, 2*time.Millisecond, 30*time.Second, func() { peak = max(peak, heapNow()) })
 	cutAfter := time.Since(begin)
 	close(stopFlood)
 	sent := <-flooded

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -513,23 +514,8 @@ func TestPingFlood(t *testing.T) {
 	}()
 
 	// Requests from the healthy client while the flood runs.
-	var worst time.Duration
-	var floodErr error
-	for floodErr == nil {
-		t0 := time.Now()
-		r, err := healthy.Request(testCtx(t), Named{Type: "Echo", Data: "ok"})
-		noErr(t, err)
-		equal(t, "reply", string(r.JSON()), `"ok"`)
-		worst = max(worst, time.Since(t0))
-		select {
-		case floodErr = <-ended:
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Since(begin) > 5*time.Second {
-			t.Fatal("the flooding connection was not closed within 5 s")
-		}
-	}
-	t.Logf("flooder closed after %s: %v; worst healthy round trip meanwhile %s", time.Since(begin), floodErr, worst)
+	rtts, floodErr := echoUntilEnded(t, healthy, ended, 5*time.Millisecond, 5*time.Second, nil)
+	t.Logf("flooder closed after %s: %v; worst healthy round trip meanwhile %s", time.Since(begin), floodErr, slices.Max(rtts))
 	equal(t, "flooder's end code", codeOf(floodErr), CodeSlowConsumer)
 	if err := <-wrote; err == nil {
 		t.Log("the flooder's 3 MB write was taken whole by the kernel before the close")
@@ -723,4 +709,32 @@ func TestPingWaitsForInit(t *testing.T) {
 		equal(t, "connected", c.State().Connected, false)
 		equal(t, "disconnect code", codeOf(<-disc), CodePingTimeout)
 	})
+}
+
+// echoUntilEnded makes healthy do Echo round trips, pause between them and
+// call each (if not nil) after each one, until a session end arrives on
+// ended, which it returns with the round-trip times. It fails the test if
+// none arrives within limit.
+func echoUntilEnded(t *testing.T, healthy *Client, ended <-chan error, pause, limit time.Duration, each func()) ([]time.Duration, error) {
+	t.Helper()
+	begin := time.Now()
+	var rtts []time.Duration
+	for {
+		t0 := time.Now()
+		r, err := healthy.Request(testCtx(t), Named{Type: "Echo", Data: "ok"})
+		noErr(t, err)
+		equal(t, "reply", string(r.JSON()), `"ok"`)
+		rtts = append(rtts, time.Since(t0))
+		if each != nil {
+			each()
+		}
+		select {
+		case err := <-ended:
+			return rtts, err
+		case <-time.After(pause):
+		}
+		if time.Since(begin) > limit {
+			t.Fatalf("the flooding connection was not closed within %s", limit)
+		}
+	}
 }
