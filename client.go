@@ -93,6 +93,7 @@ type Client struct {
 	stop       chan struct{} // closed by Close
 	buf        sendBuffer    // messages held while reconnecting
 	wg         sync.WaitGroup
+	hooks      hookRunner // runs the On* hooks, in order
 }
 
 // NewClient returns a Client; nothing is dialled until Connect or Start.
@@ -166,6 +167,9 @@ func (c *Client) Start(ctx context.Context) error {
 		cn.close(err, true)
 		return err
 	}
+	// OnConnect and OnHandshake have run (unless Start was called from a
+	// hook, which they wait behind).
+	c.hooks.settle(ctx.Done())
 	return nil
 }
 
@@ -211,13 +215,23 @@ func (c *Client) connect(ctx context.Context, fresh bool) (*conn, error) {
 	}
 	c.cur = cn
 	c.everUp = true
-	c.mu.Unlock()
-	cn.start()
+	// OnConnect is posted before the connection starts, so it runs before
+	// any hook of the connection's own.
 	if c.o.OnConnect != nil {
-		c.o.OnConnect(c)
+		c.hooks.post(func() { c.o.OnConnect(c) }, false)
 	}
+	cn.connectSeq = c.hooks.seq()
+	c.mu.Unlock()
+	if testHookBeforeStart != nil {
+		testHookBeforeStart()
+	}
+	cn.start()
 	return cn, nil
 }
+
+// testHookBeforeStart, when set by a test, runs between a connection's
+// registration and its start: where a Close used to leave Start waiting.
+var testHookBeforeStart func()
 
 // dial opens the socket (TLS included) within ConnectTimeout.
 func (c *Client) dial(ctx context.Context) (*conn, error) {
@@ -251,26 +265,25 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	log := c.o.Logger.With("peer", addr)
-	cn := newConn(nc, &c.o.ConnOptions, &c.reg, connHooks{}, log, false)
-	cn.hooks = connHooks{
-		handshake: func(ok bool, err error) {
-			if c.o.OnHandshake != nil {
-				c.o.OnHandshake(c, ok, err)
-			}
-		},
-		binary: func(rx, tx bool) {
-			if c.o.OnBinaryMode != nil {
-				c.o.OnBinaryMode(c, rx, tx)
-			}
-		},
-		protoErr: func(err error) {
-			if c.o.OnError != nil {
-				c.o.OnError(c, err)
-			}
-		},
-		closed: func(err error) { c.lost(cn, err) },
+	cn := newConn(nc, &c.o.ConnOptions, &c.reg, log, false)
+	cn.hooks = connHooks{closed: func(err error) { c.lost(cn, err) }}
+	if f := c.o.OnHandshake; f != nil {
+		cn.hooks.handshake = func(ok bool, err error) { c.hooks.post(func() { f(c, ok, err) }, false) }
+	}
+	if f := c.o.OnBinaryMode; f != nil {
+		cn.hooks.binary = func(rx, tx bool) { c.hooks.post(func() { f(c, rx, tx) }, false) }
+	}
+	if c.o.OnError != nil {
+		cn.hooks.protoErr = c.reportError
 	}
 	return cn, nil
+}
+
+// reportError runs OnError on the hook goroutine.
+func (c *Client) reportError(err error) {
+	if f := c.o.OnError; f != nil {
+		c.hooks.post(func() { f(c, err) }, true)
+	}
 }
 
 // lost runs when a connection ended: report it and, with AutoReconnect,
@@ -279,14 +292,12 @@ func (c *Client) lost(cn *conn, err error) {
 	final := cn.statsSnapshot()
 	final.RequestsPending = 0
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.retired.add(final)
 	cn.retired = true
-	c.mu.Unlock()
-	if c.o.OnDisconnect != nil {
-		c.o.OnDisconnect(c, err)
+	if f := c.o.OnDisconnect; f != nil {
+		c.hooks.post(func() { f(c, err) }, false)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed || !c.o.AutoReconnect || c.loop != nil {
 		return // a running loop restarts itself if it ends on a dead connection
 	}
@@ -366,13 +377,18 @@ func (c *Client) State() State {
 	return cn.state()
 }
 
-// Close ends the connection, flushing what was already queued first
+// Close ends the connection, writing what was already accepted first
 // (bounded by WriteTimeout), stops reconnecting, fails pending requests and
-// returns once every goroutine of the client has ended. It returns an error
-// only when messages already accepted could not all be written. Close is
-// idempotent; afterwards every method returns an error matching ErrClosed.
-// Do not call it from the client's own handlers, which it would wait for:
-// use go c.Close() there.
+// returns once every goroutine of the client has ended and every hook due
+// (OnDisconnect last) has run. It returns an error only when messages
+// already accepted could not all be written. Close is idempotent;
+// afterwards every method returns an error matching ErrClosed.
+//
+// Close may be called from any hook: it never waits for a hook that is
+// running when it is called (that hook may be the caller), nor for the
+// hooks queued behind it, which run once it returns. It waits for the
+// handlers that are running, so a handler must not call it (use
+// go c.Close() there).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -387,8 +403,8 @@ func (c *Client) Close() error {
 	if cn != nil {
 		cn.close(errClosed("client"), true)
 		<-cn.finished
-		if cn.flushErr != nil {
-			err = newError(CodeSocketDestroyed, "closing: messages already queued were not all written", cn.flushErr)
+		if ferr := cn.flushError(); ferr != nil {
+			err = newError(CodeSocketDestroyed, "closing: messages already accepted were not all written", ferr)
 		}
 	}
 	c.wg.Wait()
@@ -396,5 +412,6 @@ func (c *Client) Close() error {
 	held := c.buf.take()
 	c.mu.Unlock()
 	c.dropHeld(held, errClosed("client"))
+	c.hooks.settle(nil)
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
@@ -16,14 +17,20 @@ import (
 
 // conn is the engine of one socket, shared by Client and server Sessions.
 //
-// Three roles own its pieces: the reader owns the decoder (and so the
-// receive mode), handles protocol messages and callback replies itself and
-// runs the handlers of messages that may start at once (inline.go); the
-// dispatcher runs the handlers of the messages that had to wait, in arrival
-// order; the writer owns the socket's write side and drains everything
-// queued in one write. A role may move between goroutines (the reading
-// does, when a handler blocks; a short write is made by its caller). One
-// close path, run once, ends them all.
+// Each piece of state has one owner. The reader goroutine owns the
+// decoder (and so the receive mode): it answers handshakes and pings,
+// completes callbacks and hands application messages to the dispatcher
+// (or, with InlineHandlers, runs their handlers itself). The dispatcher
+// runs handlers: plain messages one at a time in arrival order, requests
+// concurrently on kept worker goroutines. The sendQueue owns the outbound
+// bytes and decides what is written and when; whoever holds its write
+// token writes (conn_write.go). Hooks never run on these goroutines: they
+// are posted to the owner's hookRunner. One close path, run once, ends it
+// all.
+//
+// The same engine runs over any net.Conn: TCP, Unix, TLS, and net.Pipe in
+// tests under testing/synctest, where every timer it uses (handshake,
+// pings, the transition proof, write deadlines) is the bubble's.
 type conn struct {
 	nc     net.Conn
 	o      *ConnOptions
@@ -32,19 +39,25 @@ type conn struct {
 	log    *slog.Logger
 	server bool
 	sess   *Session // server side only
+	// cuttable: a write may stop at a deadline and carry on later. True
+	// for every net.Conn but *tls.Conn, which is broken after a write
+	// deadline (crypto/tls documents it).
+	cuttable bool
 
-	dec    *wire.Decoder
-	txTerm []byte
+	dec *wire.Decoder
+	q   *sendQueue
 
-	writeState
 	pendingTable
 	handshakeState
 	pingState
+	proofState
 
 	inbox  *inbox
 	reqSem chan struct{}
 	workerPool
-	inlineState
+	// inlineCtx is the ctx of handlers run on the reader (InlineHandlers):
+	// a Request on this connection with it fails at once.
+	inlineCtx context.Context
 
 	ctx    context.Context // handed to handlers; cancelled on close
 	cancel context.CancelFunc
@@ -53,22 +66,26 @@ type conn struct {
 	lifeMu    sync.Mutex    // orders start against a close that comes first
 	started   bool
 	closeOnce sync.Once
-	flushErr  error // a graceful close's flush failed (set before writeDone)
+	closeErr  error                 // why the connection ended (set before done is closed)
+	flushErr  atomic.Pointer[error] // a write failed: a graceful close's flush did not finish
+	readDone  chan struct{}
 	// dispatchDone is closed when every handler has returned, so the end
 	// hooks run after the handlers of messages that arrived before the end.
 	dispatchDone chan struct{}
-	closeErr     error // why the connection ended (set before done is closed)
-	readDone     chan struct{}
-	writeDone    chan struct{}
-	wg           sync.WaitGroup // the read role, writer, dispatcher and pinger
+	finished     chan struct{}  // closed when every goroutine has ended
+	wg           sync.WaitGroup // reader, writer, dispatcher, pinger
 	dispatching  bool           // the dispatcher was started (reader-owned)
 	strikes      int            // undecodable messages so far (reader-owned)
-	finished     chan struct{}  // closed when every goroutine has ended
 	stats        connStats
 	retired      bool // its stats were added to the owner's totals (owner's lock)
+	// connectSeq is the number of this connection's OnConnect on its
+	// Client's hookRunner (0 if none), which held messages wait for.
+	connectSeq uint64
 }
 
-// connHooks are the events a conn reports to its owner. All may be nil.
+// connHooks are the events a conn reports to its owner, which runs the
+// user's hooks on its hookRunner. All may be nil. closed runs on the
+// closer goroutine once everything else has ended.
 type connHooks struct {
 	handshake func(ok bool, err error)
 	binary    func(rx, tx bool)
@@ -76,51 +93,43 @@ type connHooks struct {
 	closed    func(err error)
 }
 
-func newConn(nc net.Conn, o *ConnOptions, reg *registry, hooks connHooks, log *slog.Logger, server bool) *conn {
+func newConn(nc net.Conn, o *ConnOptions, reg *registry, log *slog.Logger, server bool) *conn {
 	c := &conn{
-		nc:        nc,
-		o:         o,
-		reg:       reg,
-		hooks:     hooks,
-		log:       log,
-		server:    server,
-		txTerm:    []byte(o.Terminator),
-		inbox:     newInbox(o.MaxInboxBytes),
-		reqSem:    make(chan struct{}, o.MaxConcurrentRequests),
-		done:      make(chan struct{}),
-		readDone:  make(chan struct{}),
-		writeDone: make(chan struct{}),
-		finished:  make(chan struct{}),
-
+		nc:           nc,
+		o:            o,
+		reg:          reg,
+		log:          log,
+		server:       server,
+		q:            newSendQueue(o.MaxQueueBytes, []byte(o.Terminator)),
+		inbox:        newInbox(o.MaxInboxBytes),
+		reqSem:       make(chan struct{}, o.MaxConcurrentRequests),
+		done:         make(chan struct{}),
+		readDone:     make(chan struct{}),
 		dispatchDone: make(chan struct{}),
+		finished:     make(chan struct{}),
 	}
+	_, isTLS := nc.(*tls.Conn)
+	c.cuttable = !isTLS
 	c.work = make(chan *Message)
 	c.dec = wire.NewDecoder(socketReader{c}, []byte(o.RxTerminator), o.MaxMessageSize)
 	c.dec.SetFrameAlloc(getFrame, putFrame)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.writeState.init()
+	c.inlineCtx = context.WithValue(c.ctx, inlineKey{}, c)
 	c.pendingTable.init()
 	c.handshakeState.init()
 	if !o.CompatibilityMode {
 		c.dec.SetLimit(o.MaxPreHandshakeSize) // raised when the handshake ends
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true) // Go's default; said here because the writer coalesces anyway
-	}
-	switch nc.(type) {
-	case *net.TCPConn, *net.UnixConn, *tls.Conn:
-		// Sockets, where a goroutine wake-up is what handlers on the
-		// reader save. Not on in-memory conns (net.Pipe), which is also
-		// what tests under testing/synctest use: the process-wide
-		// watcher must never touch a conn of a synctest bubble.
-		c.inlineOK = true
+		_ = tc.SetNoDelay(true) // Go's default; said here because writes are coalesced anyway
 	}
 	return c
 }
 
-// start launches the goroutines and, unless in compatibility mode, writes
-// our handshake. A conn closed before it started (a session closed from its
-// OnSessionStart hook) starts nothing.
+// start queues our handshake (unless in compatibility mode) and starts the
+// reader. Until start, the queue's write token is held back, so messages
+// sent from OnSessionStart only queue. A conn closed before it started (a
+// session closed from its OnSessionStart hook) starts nothing.
 func (c *conn) start() {
 	c.lifeMu.Lock()
 	if c.isDone() {
@@ -129,12 +138,6 @@ func (c *conn) start() {
 	}
 	c.started = true
 	c.lifeMu.Unlock()
-	c.wmu.Lock()
-	c.canWrite = true
-	if c.queuedN > 0 || len(c.open) > 0 {
-		c.startWriterLocked() // sent from OnSessionStart
-	}
-	c.wmu.Unlock()
 	// Our handshake is queued before the reader starts, so it is always the
 	// first line we write, even when the peer's handshake is already waiting
 	// to be answered (PROTOCOL.md 5.3).
@@ -143,18 +146,19 @@ func (c *conn) start() {
 	} else {
 		c.sendHandshake()
 	}
-	// The writer runs only while something is queued, the dispatcher
-	// starts with the first message that has to wait (see queue), and the
-	// closer closes finished once the rest have ended: an idle connection
-	// runs one goroutine, which matters to a server holding many (each
-	// costs 4 KiB or more of stack).
+	// The reader writes what is queued before its first read, so a new
+	// connection starts no writer goroutine (on TLS it must).
+	if c.cuttable {
+		c.q.yieldToken()
+	} else if c.q.giveBack() {
+		c.startWriter()
+	}
 	n := 1
 	if c.o.PingInterval > 0 {
 		n++
 	}
-	c.wg.Add(n) // the read role and the pinger
-	c.workers.Add(1)
-	go c.worker(readRole)
+	c.wg.Add(n)
+	go c.readLoop()
 	if c.o.PingInterval > 0 {
 		go c.pingLoop(c.o.PingInterval)
 	}
@@ -178,10 +182,11 @@ func (c *conn) err() error {
 	return c.closeErr
 }
 
-// close starts the close path once. A graceful close (a local Close) flushes
-// what was already queued, bounded by the write timeout, and half-closes so
-// the peer reads everything before the FIN; any other cause closes the
-// socket at once.
+// close starts the close path once. A graceful close (a local Close)
+// refuses new messages but writes what was already accepted, the frames
+// held for the transition proof included (the proof waits for WriteTimeout
+// at most), then half-closes so the peer reads everything before the FIN;
+// any other cause drops what is queued and closes the socket at once.
 func (c *conn) close(reason error, graceful bool) {
 	c.closeOnce.Do(func() {
 		if reason == nil {
@@ -189,35 +194,36 @@ func (c *conn) close(reason error, graceful bool) {
 		}
 		c.lifeMu.Lock()
 		started := c.started
+		c.closeErr = reason
 		if !started {
-			c.closeErr = reason
+			c.q.abort()
 			close(c.done)
 		}
 		c.lifeMu.Unlock()
 		if !started {
-			// Nothing runs yet, and start will not run anything now.
+			// Nothing runs, and start will not run anything now.
 			c.cancel()
 			_ = c.nc.Close()
+			c.failPending(reason)
+			c.finishHandshake(false, reason) // a Start waiting on it returns
+			close(c.readDone)
 			close(c.dispatchDone)
 			close(c.finished)
 			return
 		}
-		c.closeErr = reason
 		if errors.Is(reason, &Error{Code: CodeSlowConsumer}) {
 			c.stats.slowCuts.Add(1)
 		}
-		c.wmu.Lock()
-		c.closing = true
-		if !c.writing {
-			// No writer runs: start one to flush what is queued, or, with
-			// nothing queued, the write side is finished now.
-			if c.queuedN > 0 || len(c.open) > 0 {
-				c.startWriterLocked()
-			} else {
-				c.endWriteLocked()
-			}
+		// The queue refuses new messages before done is closed, so a
+		// sender woken by done learns that its message was not taken.
+		var p pushed
+		if graceful {
+			p = c.q.close()
+			c.boundProof(c.o.WriteTimeout)
+		} else {
+			c.q.abort()
+			c.stopProof()
 		}
-		c.wmu.Unlock()
 		close(c.done)
 		c.cancel()
 		c.stopHandshakeTimer()
@@ -225,20 +231,18 @@ func (c *conn) close(reason error, graceful bool) {
 			_ = c.nc.Close()
 		}
 		c.stats.failedByDisconnect.Add(uint64(c.failPending(reason)))
+		c.afterQueue(p, false)
 		go c.closer(reason, graceful)
 	})
 }
 
-// closer finishes the close path: wait for the writer to flush, half-close,
-// give the peer a moment to finish, then release the socket.
+// closer finishes the close path: wait until everything accepted was
+// written, half-close, give the peer a moment to finish, release the
+// socket, wait for every goroutine, then tell the owner.
 func (c *conn) closer(reason error, graceful bool) {
-	defer func() {
-		c.wg.Wait() // the loops, which closed their done channels on their way out
-		close(c.finished)
-	}()
-	<-c.writeDone
+	<-c.q.finished
 	if graceful {
-		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.flushErr.Load() == nil {
 			_ = cw.CloseWrite()
 			// Wait for the peer's FIN (the reader sees EOF) so that unread
 			// bytes on our side cannot turn our close into a reset that
@@ -254,15 +258,18 @@ func (c *conn) closer(reason error, graceful bool) {
 	}
 	<-c.readDone
 	<-c.dispatchDone
+	c.wg.Wait()
+	c.stopProof()
 	c.finishHandshake(false, reason)
-	if c.hooks.closed != nil {
-		c.hooks.closed(reason)
-	}
 	if isAbnormal(reason) {
 		c.log.Warn("sockhop: connection ended", "reason", reason.Error())
 	} else {
 		c.log.Debug("sockhop: connection ended", "reason", reason.Error())
 	}
+	if c.hooks.closed != nil {
+		c.hooks.closed(reason)
+	}
+	close(c.finished)
 }
 
 // lingerTimeout bounds how long a graceful close waits for the peer's FIN.
@@ -271,6 +278,15 @@ const lingerTimeout = 500 * time.Millisecond
 func isAbnormal(err error) bool {
 	var ce closedError
 	return !errors.As(err, &ce) && !errors.Is(err, io.EOF) && !errors.Is(err, ErrDisconnected)
+}
+
+// flushError returns why a graceful close could not write everything it
+// had accepted, or nil.
+func (c *conn) flushError() error {
+	if p := c.flushErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // peerError classifies a read error: EOF and resets are the peer leaving.
@@ -327,8 +343,6 @@ func (c *conn) state() State {
 	}
 	c.hsMu.Unlock()
 	s.RxBinary = c.rxBinary.Load()
-	c.wmu.Lock()
-	s.TxBinary = c.txBinary
-	c.wmu.Unlock()
+	s.TxBinary = c.q.isBinary()
 	return s
 }

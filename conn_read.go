@@ -1,44 +1,29 @@
 package sockhop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
 )
 
-// The reading is a role, not a goroutine: whichever goroutine holds it
-// decodes the stream. A message that may start at once runs on the
-// goroutine that read it (see inline.go); when its handler blocks, the
-// reading moves to an idle worker or a new goroutine and the old reader
-// becomes a worker when its handler returns. Every goroutine that can hold
-// the role is a worker (counted in workers); the role itself is counted in
-// wg, from start until endRead.
-
-// readRole is handed to a worker to make it the reader.
-var readRole = new(Message)
-
-// read decodes the stream while the calling goroutine holds the read role.
-// It returns false when the stream has ended (endRead done), true when the
-// reading moved to another goroutine while this one ran a handler.
-func (c *conn) read() bool {
+// readLoop is the reader: one goroutine per connection, from start until
+// the stream ends. It decodes, answers protocol messages, completes
+// callbacks and hands application messages on.
+func (c *conn) readLoop() {
+	defer c.wg.Done()
+	defer c.endRead()
 	for {
 		m, err := c.dec.Next()
 		if err != nil {
 			var de *wire.DecodeError
 			if errors.As(err, &de) {
-				if c.isDone() {
-					continue
-				}
-				c.strikes++
-				c.stats.protoErrors.Add(1)
-				perr := newError(de.Code, fmt.Sprintf("from %s: %s", c.remote(), de.Msg), nil)
-				c.reportError(perr)
-				if c.o.MaxProtocolErrors > 0 && c.strikes > c.o.MaxProtocolErrors {
-					c.stats.limits.Add(1)
-					c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), c.strikes, c.o.MaxProtocolErrors), nil), false)
+				if !c.isDone() {
+					c.onUndecodable(de)
 				}
 				continue
 			}
@@ -50,46 +35,44 @@ func (c *conn) read() bool {
 				err = peerError(err)
 			}
 			c.close(err, false)
-			c.endRead()
-			return false
+			return
 		}
 		if c.isDone() {
-			continue // draining until the peer's FIN after a graceful close
+			// Draining until the peer's FIN after a graceful close. A pong
+			// may still prove the switch that the close waits for.
+			if m.Type == wire.TypePong && m.HasType {
+				c.onPong(&m)
+			}
+			continue
 		}
 		if m.Binary {
 			c.stats.binIn.Add(1)
 		} else {
 			c.stats.jsonIn.Add(1)
 		}
-		if msg := c.handle(&m); msg != nil {
-			still := c.runInline(msg)
-			if msg.IsRequest() {
-				<-c.reqSem
-			} else {
-				c.inbox.endInline()
-			}
-			if !still {
-				return true
-			}
-		}
+		c.handle(&m)
 	}
 }
 
-// endRead ends the read role: no message is queued after it.
+// onUndecodable counts a message that could not be decoded and closes the
+// connection past MaxProtocolErrors.
+func (c *conn) onUndecodable(de *wire.DecodeError) {
+	c.strikes++
+	c.stats.protoErrors.Add(1)
+	c.reportError(newError(de.Code, fmt.Sprintf("from %s: %s", c.remote(), de.Msg), nil))
+	if c.o.MaxProtocolErrors > 0 && c.strikes > c.o.MaxProtocolErrors {
+		c.stats.limits.Add(1)
+		c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), c.strikes, c.o.MaxProtocolErrors), nil), false)
+	}
+}
+
+// endRead ends the reading: no message is queued after it.
 func (c *conn) endRead() {
 	c.inbox.close()
 	if !c.dispatching {
-		// No message had to wait for a dispatcher, but handlers moved off
-		// the reader may still run (this goroutine may be one of them,
-		// so it cannot wait here).
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.endWorkers()
-		}()
+		close(c.dispatchDone)
 	}
 	close(c.readDone)
-	c.wg.Done()
 }
 
 func (c *conn) reportError(err error) {
@@ -100,10 +83,8 @@ func (c *conn) reportError(err error) {
 }
 
 // handle acts on one decoded message (PROTOCOL.md 3.5, 4.5): reserved types
-// first, then callback responses, then the application. It returns a
-// message for the reader to run itself (see read): a request holding a
-// reqSem slot, or a plain message with the inbox marked (beginInline).
-func (c *conn) handle(m *wire.Message) *Message {
+// first, then callback responses, then the application.
+func (c *conn) handle(m *wire.Message) {
 	if m.Reserved() {
 		switch m.Type {
 		case wire.TypeHandshake:
@@ -118,53 +99,32 @@ func (c *conn) handle(m *wire.Message) *Message {
 			if m.Bytes {
 				data = nil
 			}
-			c.sendControl(&wire.Message{Type: wire.TypePong, Data: wire.MarshalPong(data, timeNow())})
+			c.sendControl(&wire.Message{Type: wire.TypePong, Data: wire.MarshalPong(data, timeNow())}, true)
 		case wire.TypePong:
 			c.onPong(m)
 		}
-		return nil
+		return
 	}
 	if m.Kind == wire.Response {
 		if c.isOwnHandshake(m.ID) {
 			c.onHandshakeReply(m)
-			return nil
+			return
 		}
 		if !c.deliver(m.ID, newMessage(nil, m)) {
 			c.stats.protoErrors.Add(1)
 			c.reportError(newError(CodeUnknownCallback, fmt.Sprintf("reply from %s for callback id %q, which is not pending (answered twice, timed out or never sent); dropped", c.remote(), m.ID), nil))
 		}
-		return nil
+		return
 	}
 	msg := newMessage(c, m)
-	if !c.inlineOK {
-		c.queue(msg)
-		return nil
-	}
-	if !msg.IsRequest() {
-		// In order: nothing before it waits or runs.
-		if c.inbox.beginInline() {
-			return msg
-		}
-		c.queue(msg)
-		return nil
-	}
-	if c.inbox.idle() {
-		// Nothing waits in the inbox and no plain handler runs, so the
-		// request may start now, in order, as the dispatcher would start
-		// it, and on this goroutine (read runs it). Only when a slot is
-		// free: the reader must never wait for one.
-		select {
-		case c.reqSem <- struct{}{}:
-			return msg
-		default:
-		}
+	if c.o.InlineHandlers && c.inlineNow() {
+		c.runInline(msg)
+		return
 	}
 	c.queue(msg)
-	return nil
 }
 
-// queue hands msg to the dispatcher, started with the first message that
-// has to wait for one.
+// queue hands msg to the dispatcher, started with the first message.
 func (c *conn) queue(msg *Message) {
 	if !c.dispatching {
 		c.dispatching = true
@@ -175,7 +135,7 @@ func (c *conn) queue(msg *Message) {
 }
 
 // dispatchLoop runs handlers: plain messages one after another in arrival
-// order; requests each in a goroutine of their own, at most
+// order; requests each on a worker of their own, at most
 // MaxConcurrentRequests at once, so a slow request does not hold up the
 // rest while a handler may itself wait on a Request.
 //
@@ -192,7 +152,7 @@ func (c *conn) dispatchLoop() {
 			return
 		}
 		if !m.IsRequest() {
-			c.run(m)
+			c.run(c.ctx, m)
 			continue
 		}
 		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
@@ -200,7 +160,7 @@ func (c *conn) dispatchLoop() {
 	}
 }
 
-// endWorkers waits for the handlers still running, then closes
+// endWorkers waits for the request handlers still running, then closes
 // dispatchDone. The reading has ended, so nothing hands out work any more.
 func (c *conn) endWorkers() {
 	close(c.work)
@@ -223,7 +183,7 @@ type workerPool struct {
 // many requests running at once, and the GC shrinks their stacks.
 const maxIdleWorkers = 64
 
-// startRequest runs request m in an idle worker or a new one; the caller
+// startRequest runs request m on an idle worker or a new one; the caller
 // holds a reqSem slot for it. Only the dispatcher calls it, before it
 // closes work.
 func (c *conn) startRequest(m *Message) {
@@ -235,18 +195,13 @@ func (c *conn) startRequest(m *Message) {
 	}
 }
 
-// worker runs m (a request, or readRole: read until the stream ends or
-// the reading moves on), then whatever is handed to it while it waits,
+// worker runs request m, then whatever is handed to it while it waits,
 // until enough others wait or the dispatcher ends.
 func (c *conn) worker(m *Message) {
 	defer c.workers.Done()
 	for {
-		if m != readRole {
-			c.run(m)
-			<-c.reqSem
-		} else if !c.read() {
-			return // the stream ended
-		}
+		c.run(c.ctx, m)
+		<-c.reqSem
 		if c.idle.Add(1) > maxIdleWorkers {
 			c.idle.Add(-1)
 			return
@@ -260,7 +215,7 @@ func (c *conn) worker(m *Message) {
 	}
 }
 
-func (c *conn) run(m *Message) {
+func (c *conn) run(ctx context.Context, m *Message) {
 	h := c.reg.lookup(m.Type)
 	if h == nil {
 		if m.IsRequest() {
@@ -275,7 +230,7 @@ func (c *conn) run(m *Message) {
 			c.reportError(newError(CodeProtocol, fmt.Sprintf("handler for %q panicked: %v", m.Type, r), nil))
 		}
 	}()
-	if err := h(c.ctx, m); err != nil {
+	if err := h(ctx, m); err != nil {
 		c.log.Warn("sockhop: handler failed", "type", m.Type, "err", err.Error())
 		if c.hooks.protoErr != nil {
 			c.hooks.protoErr(fmt.Errorf("sockhop: handler for %q: %w", m.Type, err))
@@ -317,4 +272,24 @@ func (r *registry) lookup(typ string) Handler {
 		return h
 	}
 	return r.fallback
+}
+
+// socketReader is what the decoder reads from: the socket, with what was
+// left for the reader written first (it answers what was read before), the
+// bytes counted, and, with an idle timeout, a deadline on each read.
+type socketReader struct{ c *conn }
+
+func (sr socketReader) Read(p []byte) (int, error) {
+	c := sr.c
+	c.flushForRead()
+	idle := c.o.IdleTimeout
+	if idle > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	}
+	n, err := c.nc.Read(p)
+	c.stats.bytesIn.Add(uint64(n))
+	if err != nil && idle > 0 && isTimeout(err) {
+		err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", idle), err)
+	}
+	return n, err
 }

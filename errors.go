@@ -37,6 +37,7 @@ const (
 	CodeTLSHandshake                = "ERR_TLS_HANDSHAKE"
 	CodeReservedType                = "ERR_RESERVED_TYPE"
 	CodeMaxConnections              = "ERR_MAX_CONNECTIONS"
+	CodeInlineRequest               = "ERR_INLINE_REQUEST"
 )
 
 // Error is the error type of this package. Code is one of the Code*
@@ -85,6 +86,10 @@ var (
 	ErrMessageTooLarge = wire.ErrMessageTooLarge
 	// ErrQueueFull: the outbound queue stayed full until the ctx ended.
 	ErrQueueFull = &Error{Code: CodeQueueFull, Msg: "outbound queue full"}
+	// ErrInlineRequest: a handler running on its connection's reading
+	// goroutine (ConnOptions.InlineHandlers) made a Request on that same
+	// connection, whose reply could never be read while it waits.
+	ErrInlineRequest = &Error{Code: CodeInlineRequest, Msg: "a handler running on the connection's reader (InlineHandlers) cannot wait for a reply on that connection; send the request from another goroutine, or turn InlineHandlers off"}
 	// ErrAlreadyReplied: Reply called twice for one request.
 	ErrAlreadyReplied = &Error{Code: CodeAlreadyReplied, Msg: "request already answered"}
 	// ErrPingTimeout: the peer answered none of the last four pings.

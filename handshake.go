@@ -43,12 +43,14 @@ func (c *conn) sendHandshake() {
 	})
 	id := c.hsID
 	c.hsMu.Unlock()
+	// Queued before the reader starts, which writes it before its first
+	// read (byReader).
 	c.sendControl(&wire.Message{
 		Type: wire.TypeHandshake,
 		Data: wire.MarshalHandshake(handshakeVersion, !c.o.NoBinary),
 		Kind: wire.Request,
 		ID:   id,
-	})
+	}, true)
 }
 
 func (c *conn) isOwnHandshake(id string) bool {
@@ -85,6 +87,29 @@ func (c *conn) onHandshakeReply(m *wire.Message) {
 	c.checkHandshake()
 }
 
+// switchToBinary queues our transition line and flips the transmit mode in
+// one critical section (5.5). Towards a peer that may be a Node receiver,
+// the frames that follow wait for its proof that it reads them
+// (transition.go). It runs on the reader, which writes the line before its
+// next read.
+func (c *conn) switchToBinary(peerMaybeNode bool) bool {
+	barrier := peerMaybeNode && c.o.TransitionProofTimeout > 0
+	if barrier {
+		c.armProof() // before the line can be written
+	}
+	tp := take
+	if c.cuttable {
+		tp = leave
+	}
+	ok, p := c.q.switchToBinary(barrier, tp)
+	if !ok {
+		c.stopProof()
+		return false
+	}
+	c.afterQueue(p, false)
+	return true
+}
+
 // onPeerHandshake answers the peer's handshake, whenever it comes and in
 // whatever mode (5.4). Compatibility mode drops it silently, as 1.x would
 // not, but as the reference's compatibility mode does (5.8).
@@ -115,7 +140,7 @@ func (c *conn) onPeerHandshake(m *wire.Message) {
 			return
 		}
 	}
-	c.sendControl(ans)
+	c.sendControl(ans, true)
 
 	c.hsMu.Lock()
 	c.hsGotPeer = true
@@ -125,11 +150,7 @@ func (c *conn) onPeerHandshake(m *wire.Message) {
 	c.checkHandshake()
 }
 
-func (c *conn) txBinaryNow() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.txBinary
-}
+func (c *conn) txBinaryNow() bool { return c.q.isBinary() }
 
 func (c *conn) checkHandshake() {
 	c.hsMu.Lock()

@@ -14,12 +14,9 @@ type inbox struct {
 	bytes  int
 	max    int
 	closed bool
-	// running: the dispatcher took a message and has not come back for
-	// the next, so a plain handler may be running.
+	// running: the dispatcher took a plain message and has not come back
+	// for the next, so its handler may be running.
 	running bool
-	// inline: the reader runs a plain message itself (see inline.go);
-	// what is queued meanwhile waits for it, to keep the order.
-	inline bool
 	// Who waits: each side is woken only when it waits, and a reader
 	// waiting for room only once the backlog is down to half the limit,
 	// so that a full inbox does not wake it for every message taken
@@ -73,7 +70,7 @@ func (in *inbox) push(m *Message, done <-chan struct{}) bool {
 func (in *inbox) pop() (m *Message, ok bool) {
 	in.mu.Lock()
 	in.running = false
-	for in.head == len(in.q) || in.inline {
+	for in.head == len(in.q) {
 		if in.closed && in.head == len(in.q) {
 			in.mu.Unlock()
 			return nil, false
@@ -90,7 +87,7 @@ func (in *inbox) pop() (m *Message, ok bool) {
 		in.q, in.head = in.q[:0], 0
 	}
 	in.bytes -= msgSize(m)
-	in.running = true
+	in.running = !m.IsRequest()
 	wake := in.pushWait && in.bytes <= in.max/2
 	if wake {
 		in.pushWait = false
@@ -102,37 +99,13 @@ func (in *inbox) pop() (m *Message, ok bool) {
 	return m, true
 }
 
-// idle reports whether nothing is queued and no message taken is still
-// being handled: a message handed on directly now would keep its order.
-// Only the pusher may rely on it staying so.
+// idle reports whether nothing is queued and no plain message taken is
+// still being handled: a message run by the reader now keeps its order.
+// Only the pusher (the reader) may rely on it staying so.
 func (in *inbox) idle() bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.head == len(in.q) && !in.running && !in.inline
-}
-
-// beginInline marks a plain message taken by the reader, if the inbox is
-// idle, and reports whether it was: messages queued until endInline wait.
-func (in *inbox) beginInline() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.head != len(in.q) || in.running || in.inline {
-		return false
-	}
-	in.inline = true
-	return true
-}
-
-// endInline lets the dispatcher go on after a plain message the reader ran.
-func (in *inbox) endInline() {
-	in.mu.Lock()
-	in.inline = false
-	wake := in.popWait
-	in.popWait = false
-	in.mu.Unlock()
-	if wake {
-		kick(in.ready)
-	}
+	return in.head == len(in.q) && !in.running
 }
 
 // close lets pop report the end once the queued messages are taken.

@@ -10,7 +10,8 @@ import (
 
 // Version is this library's version, sent as library_version in handshakes.
 // The "+go" suffix lets a peer of this library recognise another one (and
-// skip the pause that protects Node receivers, PROTOCOL.md 5.5).
+// skip the proof of the switch to binary mode that protects Node
+// receivers, PROTOCOL.md 5.5).
 const Version = "0.1.0+go"
 
 // Defaults: the Node reference's where it has one (PROTOCOL.md 8.1, 9.1),
@@ -26,7 +27,6 @@ const (
 	DefaultWriteTimeout          = 10 * time.Second
 	DefaultMaxConcurrentRequests = 256
 	DefaultMaxPendingRequests    = 10000
-	DefaultTransitionHold        = 10 * time.Millisecond
 	DefaultMaxProtocolErrors     = 100
 	DefaultReconnectInterval     = 2 * time.Second
 	DefaultRehandshakeInterval   = 5 * time.Second
@@ -78,11 +78,29 @@ type ConnOptions struct {
 	// MaxProtocolErrors is how many undecodable messages a connection may
 	// send before it is closed (default 100; negative: never closed for it).
 	MaxProtocolErrors int
-	// TransitionHold delays our first binary frames after our transition
-	// line when the peer may be a Node process, which loses frames that
-	// arrive in the same read as the line (PROTOCOL.md 14.1). Default 10 ms;
-	// negative disables it.
-	TransitionHold time.Duration
+	// TransitionProofTimeout bounds how long our first binary frames wait
+	// for a peer that may be a Node process to prove that it reads binary
+	// frames. A Node receiver loses frames that arrive in the same read as
+	// our transition line (PROTOCOL.md 14.1), and no fixed pause can rule
+	// that out, so after the line we send binary pings and hold application
+	// frames until one is answered: about one round trip. If no pong comes
+	// within this time the frames are released anyway, with a warning and
+	// Stats.UnprovenTransitions counted. Towards a peer that announced this
+	// library there is no wait. Default: HandshakeTimeout; negative turns
+	// the proof off (frames follow the line at once: only for peers known
+	// to read it correctly).
+	TransitionProofTimeout time.Duration
+	// InlineHandlers runs every handler on the connection's reading
+	// goroutine, as a hand-written read loop would: no goroutine wake-up per
+	// message, and the replies to requests read together leave in one
+	// write. The contract: while a handler runs, nothing else is read from
+	// its connection, and requests run one at a time (MaxConcurrentRequests
+	// does not apply). A handler must not wait for anything that needs its
+	// connection to read: a Request on the same connection with the
+	// handler's ctx fails at once with ErrInlineRequest. Off by default:
+	// handlers run on their own goroutines, plain messages in order and
+	// requests concurrently.
+	InlineHandlers bool
 	// PingInterval, when positive, pings the peer at that interval once the
 	// connection is initialised; four pings in a row without an answer end
 	// the connection (PROTOCOL.md 7.3). Default off, as in the reference.
@@ -115,7 +133,7 @@ func (o *ConnOptions) setDefaults() error {
 	}
 	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&o.WriteTimeout, DefaultWriteTimeout)
-	def(&o.TransitionHold, DefaultTransitionHold)
+	def(&o.TransitionProofTimeout, o.HandshakeTimeout)
 	defInt(&o.MaxMessageSize, DefaultMaxMessageSize)
 	defInt(&o.MaxPreHandshakeSize, DefaultMaxPreHandshakeSize)
 	defInt(&o.MaxQueueBytes, DefaultMaxQueueBytes)

@@ -83,6 +83,9 @@ func (c *conn) forget(id string) {
 // ctx's deadline at most. The entry is registered before the write, so a
 // reply cannot beat it, and removed on every way out.
 func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Message, error) {
+	if on, _ := ctx.Value(inlineKey{}).(*conn); on == c {
+		return nil, ErrInlineRequest
+	}
 	id := wire.NewUUID()
 	ch := make(chan reqResult, 1)
 	alone, err := c.register(id, ch)
@@ -102,9 +105,6 @@ func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Me
 		c.forget(id)
 		return nil, err
 	}
-	// A handler running on this connection's reader (perhaps this very
-	// goroutine) would keep the reply from being read: move the reading.
-	c.promoteInline()
 	return c.await(ctx, id, ch, body.Type)
 }
 

@@ -51,7 +51,7 @@ func (c *conn) pingLoop(interval time.Duration) {
 			c.closeDead(interval)
 			return
 		}
-		c.sendControl(&wire.Message{Type: wire.TypePing, Data: wire.MarshalPing(id, timeNow())})
+		c.sendControl(&wire.Message{Type: wire.TypePing, Data: wire.MarshalPing(id, timeNow())}, false)
 		if dead {
 			c.closeDeadAfterFlush(interval)
 			return
@@ -72,7 +72,7 @@ func (c *conn) closeDeadAfterFlush(interval time.Duration) {
 	c.close(newError(CodePingTimeout, "peer "+c.remote()+" answered none of the last 4 pings (interval "+interval.String()+"); connection closed as dead", nil), true)
 	t := time.NewTimer(min(interval, deadFlushMax))
 	select {
-	case <-c.writeDone:
+	case <-c.q.finished:
 	case <-t.C:
 	}
 	t.Stop()
@@ -111,6 +111,9 @@ func (c *conn) onPong(m *wire.Message) {
 		ID string `json:"_id"`
 	}
 	if json.Unmarshal(m.Data, &d) != nil {
+		return
+	}
+	if c.isProbePong(d.ID) {
 		return
 	}
 	c.pingMu.Lock()

@@ -47,8 +47,9 @@ func (c *Client) reconnectLoop() {
 			// End first, so that the hook sees the client's final state.
 			c.endLoop(fmt.Errorf("sockhop: gave up reconnecting after %d attempts (MaxReconnectAttempts): %w", attempt, err))
 		}
-		if c.o.OnReconnect != nil {
-			c.o.OnReconnect(c, attempt, err, next)
+		if f := c.o.OnReconnect; f != nil {
+			a := attempt
+			c.hooks.post(func() { f(c, a, err, next) }, false)
 		}
 		c.o.Logger.Info("sockhop: reconnect failed", "attempt", attempt, "err", err.Error(), "next", next)
 		if last {
@@ -191,11 +192,13 @@ func (c *Client) route(body *wire.Message, typed bool, req *heldReq) (cn *conn, 
 	return c.cur, false, nil
 }
 
-// flushBuffer writes the held messages on cn in order, then ends the
-// reconnect loop in the same critical section that finds the buffer empty.
+// flushBuffer writes the held messages on cn in order, after OnConnect
+// has run (what it sends goes first), then ends the reconnect loop in the
+// same critical section that finds the buffer empty.
 func (c *Client) flushBuffer(cn *conn) {
 	ctx, cancel := c.stopContext()
 	defer cancel()
+	c.hooks.waitRan(cn.connectSeq, c.stop)
 	for {
 		c.mu.Lock()
 		items := c.buf.take()
@@ -273,9 +276,7 @@ func (c *Client) dropHeld(items []*heldMsg, reason error) {
 	c.mu.Unlock()
 	err := fmt.Errorf("sockhop: %d message(s) held while reconnecting were not sent: %w", lost, reason)
 	c.o.Logger.Warn("sockhop: reconnect buffer dropped", "messages", lost, "reason", reason.Error())
-	if c.o.OnError != nil {
-		c.o.OnError(c, err)
-	}
+	c.reportError(err)
 }
 
 // send queues a message on the live connection, or holds it while the

@@ -262,6 +262,8 @@ func TestGarbageAmidGoodFrames(t *testing.T) {
 			case i := <-got:
 				delivered = append(delivered, i)
 				if len(delivered) == rounds {
+					log.mu.Lock()
+					defer log.mu.Unlock()
 					return delivered, len(log.errs), false
 				}
 			case <-deadline:

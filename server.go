@@ -74,6 +74,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	hooks  hookRunner // OnError for errors of no session (the listener's)
 }
 
 // NewServer returns a Server; nothing listens until Listen or Serve.
@@ -296,10 +297,18 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
+// report runs OnError on the session's hook goroutine (the server's for
+// errors of no session).
 func (s *Server) report(sess *Session, err error) {
-	if s.o.OnError != nil {
-		s.o.OnError(sess, err)
+	f := s.o.OnError
+	if f == nil {
+		return
 	}
+	r := &s.hooks
+	if sess != nil {
+		r = &sess.hooks
+	}
+	r.post(func() { f(sess, err) }, true)
 }
 
 // startSession runs the TLS handshake and the start hook, then registers
@@ -349,21 +358,10 @@ func (s *Server) startSession(nc net.Conn) {
 		remote = a.String()
 	}
 	log := s.o.Logger.With("session", sess.id, "peer", remote)
-	cn := newConn(nc, &s.o.ConnOptions, &s.reg, connHooks{}, log, true)
+	cn := newConn(nc, &s.o.ConnOptions, &s.reg, log, true)
 	cn.sess = sess
 	sess.c = cn
 	cn.hooks = connHooks{
-		handshake: func(ok bool, err error) {
-			if s.o.OnHandshake != nil {
-				s.o.OnHandshake(sess, ok, err)
-			}
-		},
-		binary: func(rx, tx bool) {
-			if s.o.OnBinaryMode != nil {
-				s.o.OnBinaryMode(sess, rx, tx)
-			}
-		},
-		protoErr: func(err error) { s.report(sess, err) },
 		closed: func(err error) {
 			final := cn.statsSnapshot()
 			final.RequestsPending = 0
@@ -372,10 +370,19 @@ func (s *Server) startSession(nc net.Conn) {
 			s.snap = nil
 			s.retired.add(final)
 			s.mu.Unlock()
-			if s.o.OnSessionEnd != nil {
-				s.o.OnSessionEnd(sess, err)
+			if f := s.o.OnSessionEnd; f != nil {
+				sess.hooks.post(func() { f(sess, err) }, false)
 			}
 		},
+	}
+	if f := s.o.OnHandshake; f != nil {
+		cn.hooks.handshake = func(ok bool, err error) { sess.hooks.post(func() { f(sess, ok, err) }, false) }
+	}
+	if f := s.o.OnBinaryMode; f != nil {
+		cn.hooks.binary = func(rx, tx bool) { sess.hooks.post(func() { f(sess, rx, tx) }, false) }
+	}
+	if s.o.OnError != nil {
+		cn.hooks.protoErr = func(err error) { s.report(sess, err) }
 	}
 	if s.o.OnSessionStart != nil {
 		if err := s.runStart(sess); err != nil {
@@ -518,5 +525,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
+	// The sessions' hooks (OnSessionEnd last), except one running now: a
+	// hook may have called Shutdown.
+	for _, sess := range sessions {
+		sess.hooks.settle(nil)
+	}
+	s.hooks.settle(nil)
 	return err
 }

@@ -17,6 +17,7 @@ type Session struct {
 
 	mu    sync.Mutex
 	value any
+	hooks hookRunner // runs the server's hooks for this session, in order
 }
 
 // ID returns the session's number, unique within its server (from 1).

@@ -1,7 +1,6 @@
 package sockhop
 
 import (
-	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -36,15 +35,20 @@ type Stats struct {
 	// more than MaxProtocolErrors, MaxPendingRequests or MaxConnections.
 	LimitViolations uint64
 	// GuardedTransitions: our switches to binary mode whose first frames
-	// were held back for a peer that may be Node (PROTOCOL.md 14.1).
+	// were held until the peer, which may be Node, proved that it reads
+	// binary frames (PROTOCOL.md 5.5, 14.1).
 	GuardedTransitions uint64
-	// HandlerHandoffs: handlers that started on the connection's reading
-	// goroutine and then blocked (waited for a reply on their own
-	// connection, or ran past a few milliseconds), so the reading moved
-	// to another goroutine. Harmless; a count close to the number of
-	// messages means most handlers block, and each costs a goroutine
-	// wake-up the fast path avoids.
-	HandlerHandoffs uint64
+	// UnprovenTransitions: of those, the ones whose frames were released
+	// without that proof, because no pong came within
+	// TransitionProofTimeout (or a graceful close's WriteTimeout). A Node
+	// receiver may have lost their first frames.
+	UnprovenTransitions uint64
+	// TransitionProof is how long the last proof took, from our transition
+	// line written to the pong (0 if none was asked for).
+	TransitionProof time.Duration
+	// HookEventsDropped: error reports (OnError) dropped because more than
+	// a thousand hooks were waiting to run.
+	HookEventsDropped uint64
 
 	// Connections: connections opened (accepted by a server; dialled by a
 	// client, reconnections included).
@@ -72,7 +76,11 @@ func (s *Stats) add(o Stats) {
 	s.SlowConsumerCuts += o.SlowConsumerCuts
 	s.LimitViolations += o.LimitViolations
 	s.GuardedTransitions += o.GuardedTransitions
-	s.HandlerHandoffs += o.HandlerHandoffs
+	s.UnprovenTransitions += o.UnprovenTransitions
+	if o.TransitionProof != 0 {
+		s.TransitionProof = o.TransitionProof
+	}
+	s.HookEventsDropped += o.HookEventsDropped
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
 	s.BufferDropped += o.BufferDropped
@@ -80,21 +88,23 @@ func (s *Stats) add(o Stats) {
 
 // connStats are one connection's live counters.
 type connStats struct {
-	jsonIn, binIn, jsonOut, binOut atomic.Uint64
-	bytesIn, bytesOut              atomic.Uint64
-	timedOut, failedByDisconnect   atomic.Uint64
-	protoErrors, slowCuts, limits  atomic.Uint64
-	guarded, promoted              atomic.Uint64
-	leftToWriter                   atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
+	jsonIn, binIn                 atomic.Uint64
+	bytesIn, bytesOut             atomic.Uint64
+	timedOut, failedByDisconnect  atomic.Uint64
+	protoErrors, slowCuts, limits atomic.Uint64
+	guarded, unproven             atomic.Uint64
+	proofNanos                    atomic.Int64
+	leftToWriter                  atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
 }
 
 func (c *conn) statsSnapshot() Stats {
 	st := &c.stats
+	jsonOut, binOut := c.q.counts()
 	return Stats{
 		JSONMessagesIn:             st.jsonIn.Load(),
 		BinaryMessagesIn:           st.binIn.Load(),
-		JSONMessagesOut:            st.jsonOut.Load(),
-		BinaryMessagesOut:          st.binOut.Load(),
+		JSONMessagesOut:            jsonOut,
+		BinaryMessagesOut:          binOut,
 		BytesIn:                    st.bytesIn.Load(),
 		BytesOut:                   st.bytesOut.Load(),
 		RequestsPending:            c.pendingCount(),
@@ -104,38 +114,8 @@ func (c *conn) statsSnapshot() Stats {
 		SlowConsumerCuts:           st.slowCuts.Load(),
 		LimitViolations:            st.limits.Load(),
 		GuardedTransitions:         st.guarded.Load(),
-		HandlerHandoffs:            st.promoted.Load(),
+		UnprovenTransitions:        st.unproven.Load(),
+		TransitionProof:            time.Duration(st.proofNanos.Load()),
 		Connections:                1,
 	}
-}
-
-// countOut counts one queued message in the current transmit mode; the
-// caller holds wmu.
-func (c *conn) countOut() {
-	if c.txBinary {
-		c.stats.binOut.Add(1)
-	} else {
-		c.stats.jsonOut.Add(1)
-	}
-}
-
-// socketReader is what the decoder reads from: the socket, with the
-// bytes counted, replies left for the reader written first (they answer
-// what was read before), and, with an idle timeout, a deadline on each
-// read.
-type socketReader struct{ c *conn }
-
-func (sr socketReader) Read(p []byte) (int, error) {
-	c := sr.c
-	c.flushDeferred()
-	idle := c.o.IdleTimeout
-	if idle > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
-	}
-	n, err := c.nc.Read(p)
-	c.stats.bytesIn.Add(uint64(n))
-	if err != nil && idle > 0 && isTimeout(err) {
-		err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", idle), err)
-	}
-	return n, err
 }

@@ -607,13 +607,13 @@ func (r *trReplay) terminators() (tx, rx string) {
 	return
 }
 
-// connOptions maps the replaced side's recorded options. TransitionHold
-// keeps its default: the peers announce "2.1.0", so our first binary
-// frames wait 10 ms after our transition line (PROTOCOL.md 5.5); the
-// scripted peer goes by message counts, not time, so only bytes are
-// compared.
+// connOptions maps the replaced side's recorded options. The proof of the
+// switch to binary mode is off: the peers announce "2.1.0", but the
+// scripted peer only replays what the recorded one wrote, so it answers
+// no probe ping, and the probes would be bytes the recording does not
+// have (the proof is tested against an emulated Node receiver instead).
 func (r *trReplay) connOptions() ConnOptions {
-	var o ConnOptions
+	o := ConnOptions{TransitionProofTimeout: -1}
 	opts := r.tr.side(r.role).Options
 	var b bool
 	if raw, ok := opts["compatibility_mode"]; ok && json.Unmarshal(raw, &b) == nil && b {

@@ -1,0 +1,604 @@
+package sockhop
+
+import (
+	"sync"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// sendQueue is the one owner of a connection's outbound bytes: it decides
+// what is written and when. Everything that leaves the connection goes
+// through it; the goroutines that write (the writer, or a caller allowed
+// to write for itself) only take batches from it and give back what a cut
+// write left over.
+//
+// It knows nothing of sockets or goroutines, so it is tested alone
+// (sendqueue_test.go). What it guarantees:
+//
+//   - Order. Messages leave in the order they were appended, except that
+//     control messages (pongs, handshake replies, probe pings) may pass
+//     application messages held behind the transition barrier.
+//   - The transmit mode. A message is encoded in the mode of the instant
+//     it is appended, and the transition line is appended and the mode
+//     flipped in one critical section, so no JSON line can follow it
+//     (PROTOCOL.md 5.5).
+//   - The transition barrier. Towards a peer that may be a Node receiver,
+//     which loses frames that share a read with the transition line
+//     (PROTOCOL.md 14.1), application messages appended after the line are
+//     held until release (the peer proved it reads binary frames). A take
+//     always stops right after the transition line, so that whatever
+//     follows it (the first probe ping) goes in a write of its own.
+//   - Byte accounting. Application messages wait while more than max bytes
+//     are queued; control messages may go past max by ctlHeadroom, so a
+//     pong never fails because the application filled the queue.
+//   - One writer at a time. The write token is taken in the same critical
+//     section that sees bytes ready, and given back in the same critical
+//     section that sees none, so bytes are never left without a writer.
+type sendQueue struct {
+	mu sync.Mutex
+
+	max  int    // MaxQueueBytes
+	term []byte // the JSON-line terminator
+
+	binary bool // transmit mode: frames after our transition line
+	ready  segs // written next, in order
+	held   segs // application messages behind the transition barrier
+	// holding: the barrier is up (our transition line was queued and the
+	// peer has not proved yet that it reads frames).
+	holding bool
+	// stopAt > 0: ready.list[:stopAt] ends with our transition line, and
+	// the next take stops there.
+	stopAt int
+	n      int // bytes in ready and held, control messages included
+
+	closed  bool // closing: application messages are refused
+	aborted bool // the socket is gone: everything queued was dropped
+	busy    bool // the write token is out
+	// readerBusy: a handler runs on the reading goroutine, which writes
+	// what its replies queue before it reads again (see appendReply).
+	readerBusy bool
+	// finished is closed once the queue is closed, everything in it was
+	// written (or dropped by abort) and the token is back.
+	finished chan struct{}
+	isDone   bool
+
+	waiters int
+	space   chan struct{} // closed and replaced when bytes leave the queue
+
+	// Counters read by the connection's Stats (under mu).
+	jsonOut, binOut uint64
+}
+
+// ctlHeadroom is how far control messages may take the queue past
+// MaxQueueBytes. A pong is 171 bytes; a peer that makes us queue some
+// 380 of them without reading any is cut off as a slow consumer.
+const ctlHeadroom = 64 << 10
+
+// Segment sizes: shared bytes shorter than sharedMin are copied into the
+// open segment (an iovec entry costs more than a small copy); a message
+// larger than largeMsg gets a segment of its own, sized exactly and taken
+// from framePools, so it is copied once and its memory reused; written
+// buffers up to poolMax go back to bufPool, larger ones to framePools. No
+// buffer stays with a connection once its queue is written, so an idle
+// connection holds no write buffer at all.
+const (
+	sharedMin = 2 << 10
+	largeMsg  = 64 << 10
+	poolMax   = 256 << 10
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// segs is an ordered run of bytes to write: sealed segments, then the open
+// one that small messages are encoded into.
+type segs struct {
+	list  [][]byte
+	owned []bool // owned[i]: list[i] is ours, to reuse once written
+	open  []byte
+}
+
+func (s *segs) empty() bool { return len(s.list) == 0 && len(s.open) == 0 }
+
+// seal ends the open segment.
+func (s *segs) seal() {
+	if len(s.open) > 0 {
+		s.list = append(s.list, s.open)
+		s.owned = append(s.owned, true)
+		s.open = nil
+	}
+}
+
+// openBuf returns the open segment, taking a pooled buffer if there is none.
+func (s *segs) openBuf() []byte {
+	if s.open == nil {
+		s.open = (*bufPool.Get().(*[]byte))[:0]
+	}
+	return s.open
+}
+
+func (s *segs) push(b []byte, owned bool) {
+	s.seal()
+	s.list = append(s.list, b)
+	s.owned = append(s.owned, owned)
+}
+
+// drop releases everything and empties s.
+func (s *segs) drop() {
+	s.seal()
+	for i, b := range s.list {
+		if s.owned[i] {
+			releaseSeg(b)
+		}
+	}
+	clear(s.list)
+	s.list, s.owned = s.list[:0], s.owned[:0]
+}
+
+// newSendQueue returns a queue whose write token is out: nothing is
+// written until its connection starts (yieldToken or giveBack).
+func newSendQueue(max int, term []byte) *sendQueue {
+	return &sendQueue{max: max, term: term, busy: true, finished: make(chan struct{}), space: make(chan struct{})}
+}
+
+// msgClass says how a message may use the queue.
+type msgClass uint8
+
+const (
+	// appMsg: an application message; waits for room, held by the barrier.
+	appMsg msgClass = iota
+	// ctlMsg: a control message; never waits, uses the headroom, passes
+	// the barrier, and is accepted while closing.
+	ctlMsg
+)
+
+// queueResult says what a push did.
+type queueResult uint8
+
+const (
+	// queuedOK: appended.
+	queuedOK queueResult = iota
+	// noRoom: not appended; wait on pushed.space and try again.
+	noRoom
+	// overHeadroom: a control message did not fit even in the headroom.
+	overHeadroom
+	// refused: the queue is closed.
+	refused
+)
+
+// pushed is the outcome of a push.
+type pushed struct {
+	r queueResult
+	// token: the write token is now the caller's, because bytes are ready
+	// and nobody writes. The caller writes itself or hands it to a new
+	// writer goroutine. A push that finds no room takes it too, so that
+	// someone is always writing while a sender waits for room.
+	token bool
+	// space, with noRoom, is closed when bytes next leave the queue; the
+	// caller calls doneWaiting once it has waited.
+	space <-chan struct{}
+}
+
+// encodedSize estimates the bytes m takes in either mode, for admission.
+func encodedSize(m *wire.Message) int {
+	if m.Bytes {
+		return wire.FrameSize(m) + len(m.Data)/3 + 64 // base64 in JSON mode
+	}
+	return wire.FrameSize(m) + 32
+}
+
+// check reports why m cannot be sent in the current mode; q.mu held.
+func (q *sendQueue) check(m *wire.Message, typed bool) error {
+	if typed && !q.binary {
+		return ErrNoBinaryMode
+	}
+	if q.binary {
+		if err := wire.CheckFrame(m); err != nil {
+			return newError(CodeSerializeFailed, "cannot send in binary mode", err)
+		}
+	}
+	return nil
+}
+
+// admit reports whether size more bytes may be queued for class; q.mu held.
+func (q *sendQueue) admit(size int, class msgClass) queueResult {
+	switch {
+	case q.aborted || q.isDone || (q.closed && class == appMsg):
+		return refused
+	case q.n == 0 || q.n+size <= q.max:
+		return queuedOK
+	case class == ctlMsg && q.n+size <= q.max+ctlHeadroom:
+		return queuedOK
+	case class == ctlMsg:
+		return overHeadroom
+	}
+	return noRoom
+}
+
+// add encodes m into the queue in the current mode; the checks were done.
+// wantToken says whether the caller takes the write token if it is free.
+func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed {
+	dst := &q.ready
+	if q.holding && class == appMsg {
+		dst = &q.held
+	}
+	if size := encodedSize(m); size > largeMsg {
+		if q.binary {
+			size = wire.FrameSize(m) // exact: no room reserved for base64
+		}
+		seg := q.encode(getFrame(size)[:0], m)
+		dst.push(seg, true)
+		q.n += len(seg)
+	} else {
+		k := len(dst.open)
+		dst.open = q.encode(dst.openBuf(), m)
+		q.n += len(dst.open) - k
+	}
+	q.count()
+	return q.afterAdd(wantToken)
+}
+
+// afterAdd hands the token to a caller that wants it when bytes are ready
+// and nobody writes; q.mu held.
+func (q *sendQueue) afterAdd(wantToken bool) pushed {
+	return pushed{r: queuedOK, token: wantToken && q.grab()}
+}
+
+// grab takes the token if nobody writes and bytes are ready; q.mu held.
+func (q *sendQueue) grab() bool {
+	if q.busy || q.aborted || q.ready.empty() {
+		return false
+	}
+	q.busy = true
+	return true
+}
+
+// noRoomLocked counts a waiter and makes sure someone writes; q.mu held.
+func (q *sendQueue) noRoomLocked() pushed {
+	q.waiters++
+	return pushed{r: noRoom, token: q.grab(), space: q.space}
+}
+
+func (q *sendQueue) count() {
+	if q.binary {
+		q.binOut++
+	} else {
+		q.jsonOut++
+	}
+}
+
+// encode appends m in the current transmit mode; check was done.
+func (q *sendQueue) encode(dst []byte, m *wire.Message) []byte {
+	if q.binary {
+		dst, _ = wire.AppendFrame(dst, m)
+		return dst
+	}
+	return wire.AppendJSONLine(dst, m, q.term)
+}
+
+// tokenPolicy says whether a push takes the write token when it is free.
+type tokenPolicy uint8
+
+const (
+	// take: the caller writes itself or starts a writer goroutine.
+	take tokenPolicy = iota
+	// leave: the pushing goroutine is the reader, which writes what is
+	// ready before it next reads from the socket (flushForRead).
+	leave
+	// takeUnlessReaderBusy: a reply. While a handler runs on the reading
+	// goroutine (readerBusy), replies are left for the reader, so that
+	// the replies to a batch of requests read at once leave in one write
+	// with no goroutine woken; otherwise as take. Decided in the same
+	// critical section that appends, so a reply is never left after the
+	// reader's last flush.
+	takeUnlessReaderBusy
+)
+
+// push appends one message in the current mode. An application message
+// that does not fit returns noRoom (wait on space). typed marks a typed
+// buffer, which needs binary mode.
+func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPolicy) (pushed, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.check(m, typed); err != nil {
+		return pushed{r: refused}, err
+	}
+	r := q.admit(encodedSize(m), class)
+	if r == noRoom && tp == takeUnlessReaderBusy && q.readerBusy {
+		// A reply from a handler on the reader never waits for room: the
+		// reader, stopped, could not read what the peer needs to read
+		// ours (inline.go). The reader hands messages on while over.
+		r = queuedOK
+	}
+	switch r {
+	case queuedOK:
+		return q.add(m, class, tp == take || (tp == takeUnlessReaderBusy && !q.readerBusy)), nil
+	case noRoom:
+		return q.noRoomLocked(), nil
+	default:
+		return pushed{r: r}, nil
+	}
+}
+
+// pushShared appends bytes already encoded for each mode (a broadcast); the
+// bytes are shared by many connections and never modified. It never waits:
+// noRoom tells the caller the peer is too slow (no waiter is counted).
+func (q *sendQueue) pushShared(json, frame []byte, frameErr error) (pushed, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := json
+	if q.binary {
+		if frameErr != nil {
+			return pushed{r: refused}, newError(CodeSerializeFailed, "cannot send in binary mode", frameErr)
+		}
+		b = frame
+	}
+	if r := q.admit(len(b), appMsg); r != queuedOK {
+		return pushed{r: r}, nil
+	}
+	dst := &q.ready
+	if q.holding {
+		dst = &q.held
+	}
+	if len(b) < sharedMin {
+		dst.open = append(dst.openBuf(), b...)
+	} else {
+		dst.push(b, false)
+	}
+	q.n += len(b)
+	q.count()
+	return q.afterAdd(true), nil
+}
+
+// doneWaiting ends the wait of a push that returned noRoom.
+func (q *sendQueue) doneWaiting() {
+	q.mu.Lock()
+	q.waiters--
+	q.mu.Unlock()
+}
+
+// switchToBinary appends our transition line and flips the mode in one
+// critical section (PROTOCOL.md 5.5). With barrier, application messages
+// appended from now on are held until release. It reports false when
+// already binary or closed; the token is the caller's as with push.
+func (q *sendQueue) switchToBinary(barrier bool, tp tokenPolicy) (bool, pushed) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.binary || q.aborted || q.closed {
+		return false, pushed{}
+	}
+	k := len(q.ready.open)
+	q.ready.open = wire.AppendJSONLine(q.ready.openBuf(), &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, q.term)
+	q.n += len(q.ready.open) - k
+	q.count()
+	q.binary = true
+	q.ready.seal() // the line ends a segment, so a take can stop after it
+	q.stopAt = len(q.ready.list)
+	q.holding = barrier
+	return true, q.afterAdd(tp == take)
+}
+
+// release lifts the transition barrier: the held messages follow what is
+// ready. The token is the caller's as with push.
+func (q *sendQueue) release() pushed {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.holding {
+		return pushed{}
+	}
+	q.holding = false
+	q.held.seal()
+	q.ready.seal()
+	q.ready.list = append(q.ready.list, q.held.list...)
+	q.ready.owned = append(q.ready.owned, q.held.owned...)
+	clear(q.held.list)
+	q.held.list, q.held.owned = q.held.list[:0], q.held.owned[:0]
+	r := q.afterAdd(true)
+	q.checkFinished()
+	return r
+}
+
+// isHolding reports whether the barrier is up.
+func (q *sendQueue) isHolding() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.holding
+}
+
+// take moves the next batch into batch (and the segments that are ours
+// also into owned) for the token holder. It stops right after our
+// transition line (transition reports that the batch ends with it). An
+// empty batch means nothing is ready: the token was given back in the same
+// critical section.
+func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ready.seal()
+	k := len(q.ready.list)
+	if q.stopAt > 0 {
+		k, transition = q.stopAt, true
+		q.stopAt = 0
+	}
+	if k == 0 {
+		q.busy = false
+		q.checkFinished()
+		return batch, owned, false
+	}
+	for i, seg := range q.ready.list[:k] {
+		batch = append(batch, seg)
+		if q.ready.owned[i] {
+			owned = append(owned, seg)
+		}
+		q.n -= len(seg)
+	}
+	rest := copy(q.ready.list, q.ready.list[k:])
+	clear(q.ready.list[rest:])
+	q.ready.list = q.ready.list[:rest]
+	copy(q.ready.owned, q.ready.owned[k:])
+	q.ready.owned = q.ready.owned[:rest]
+	if q.waiters > 0 {
+		close(q.space)
+		q.space = make(chan struct{})
+	}
+	return batch, owned, transition
+}
+
+// takeToken gives the caller the write token if nobody writes and bytes
+// are ready (the reader before it reads).
+func (q *sendQueue) takeToken() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.grab()
+}
+
+// takeDirect gives the caller the token for writing a message straight
+// from its own memory, when that keeps the order: nobody writes, nothing
+// is queued or held, and the barrier is down. The caller then counts the
+// message (countDirect) and writes it.
+func (q *sendQueue) takeDirect() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.busy || q.closed || q.aborted || q.holding || !q.binary || q.n > 0 {
+		return false
+	}
+	q.busy = true
+	q.binOut++
+	return true
+}
+
+// putBack returns what a cut write left over; it goes out first, ahead of
+// everything appended meanwhile, which came after it. transition says the
+// cut batch ended with the transition line, so the next take stops after
+// it again. owned marks the leftovers that are ours (leftovers of a
+// caller's memory were copied first).
+func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.aborted {
+		for i, b := range rest {
+			if owned[i] {
+				releaseSeg(b)
+			}
+		}
+		return
+	}
+	q.ready.seal()
+	for _, b := range rest {
+		q.n += len(b)
+	}
+	q.ready.list = append(rest, q.ready.list...)
+	q.ready.owned = append(owned, q.ready.owned...)
+	if transition {
+		q.stopAt = len(rest)
+	} else if q.stopAt > 0 {
+		q.stopAt += len(rest)
+	}
+}
+
+// giveBack returns the write token after a write; more reports that bytes
+// are ready and the token was kept for the caller to hand to a writer
+// goroutine.
+func (q *sendQueue) giveBack() (more bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.aborted && !q.ready.empty() {
+		return true
+	}
+	q.busy = false
+	q.checkFinished()
+	return false
+}
+
+// yieldToken gives the token back without writing what is ready: the
+// reader writes it before its first read (see tokenPolicy leave).
+func (q *sendQueue) yieldToken() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.busy = false
+	q.checkFinished()
+}
+
+// setReaderBusy marks a handler running on the reading goroutine (see
+// pushReply).
+func (q *sendQueue) setReaderBusy(b bool) {
+	q.mu.Lock()
+	q.readerBusy = b
+	q.mu.Unlock()
+}
+
+// close refuses application messages from now on; what is queued is still
+// written (a graceful close). The token is the caller's as with push.
+func (q *sendQueue) close() pushed {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	if q.waiters > 0 {
+		close(q.space)
+		q.space = make(chan struct{})
+	}
+	r := q.afterAdd(true)
+	q.checkFinished()
+	return r
+}
+
+// abort drops everything queued or held: the socket is gone.
+func (q *sendQueue) abort() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed, q.aborted, q.holding = true, true, false
+	q.ready.drop()
+	q.held.drop()
+	q.n, q.stopAt = 0, 0
+	if q.waiters > 0 {
+		close(q.space)
+		q.space = make(chan struct{})
+	}
+	q.checkFinished()
+}
+
+// checkFinished closes finished when a closed queue has nothing left to
+// write and nobody writes; q.mu held.
+func (q *sendQueue) checkFinished() {
+	if q.closed && !q.isDone && !q.busy && !q.holding && q.ready.empty() && q.held.empty() {
+		q.isDone = true
+		close(q.finished)
+	}
+}
+
+// overLimit reports whether more than max bytes are queued or held.
+func (q *sendQueue) overLimit() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n > q.max
+}
+
+// queued returns the bytes queued or held.
+func (q *sendQueue) queued() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n
+}
+
+// isBinary reports the transmit mode.
+func (q *sendQueue) isBinary() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.binary
+}
+
+func (q *sendQueue) counts() (jsonOut, binOut uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.jsonOut, q.binOut
+}
+
+// releaseSeg makes a written segment of ours available again: small ones
+// as open segments (bufPool), large ones as large segments or frame
+// buffers (framePools).
+func releaseSeg(b []byte) {
+	if cap(b) <= poolMax {
+		b = b[:0]
+		bufPool.Put(&b)
+	} else {
+		putFrame(b)
+	}
+}

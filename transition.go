@@ -1,0 +1,175 @@
+package sockhop
+
+import (
+	"sync"
+	"time"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
+)
+
+// Proving the switch to binary mode (PROTOCOL.md 5.5, 14.1).
+//
+// A Node 2.x receiver splits each whole read into JSON lines before it acts
+// on any; our transition line switches its parser for later reads only, so
+// frames that share a read with the line are lost. No fixed pause can rule
+// that out: a busy event loop reads later than any pause. What can be
+// proved is that the peer reads frames: every 2.x peer answers a ping at
+// any time, so a pong to a binary ping we wrote after the line means the
+// peer parsed that ping as a frame, and every later read of it is binary.
+//
+// So, towards a peer that did not announce itself as this library, the
+// queue holds our application frames behind the line (sendQueue's
+// barrier); once the line has been handed to the socket, a binary probe
+// ping goes out in a write of its own, and again after 2, 4, 8, ... ms (at
+// most probeMaxGap apart) while no pong came; the pong to any of them
+// releases the frames. The wait is bounded by TransitionProofTimeout (and,
+// on a graceful close, by WriteTimeout): when it runs out the frames are
+// released anyway, and that is reported (a warning, and
+// Stats.UnprovenTransitions). A coalesced probe is harmless to our data;
+// the Node side reports it as corrupted data, which is why the first one
+// waits for the line to be written.
+
+const (
+	probeFirstGap = 2 * time.Millisecond
+	probeMaxGap   = 100 * time.Millisecond
+)
+
+// proofState follows one transition's proof.
+type proofState struct {
+	prMu       sync.Mutex
+	prActive   bool     // frames are held, waiting for a pong
+	prStarted  bool     // the first probe went out
+	prIDs      []string // the probes sent, any of whose pongs proves the switch
+	prGap      time.Duration
+	prBegan    time.Time // when the line was written
+	prDeadline time.Time
+	prTimer    *time.Timer
+}
+
+// armProof starts waiting for the proof of a transition just queued with
+// the barrier up; the first probe goes out once the line is written
+// (lineWritten).
+func (c *conn) armProof() {
+	c.prMu.Lock()
+	c.prActive = true
+	c.prDeadline = time.Now().Add(c.o.TransitionProofTimeout)
+	c.prMu.Unlock()
+	c.stats.guarded.Add(1)
+}
+
+// lineWritten is called by the goroutine that wrote our transition line,
+// right after the write: the first probe follows in a write of its own.
+func (c *conn) lineWritten() {
+	c.prMu.Lock()
+	if !c.prActive || c.prStarted {
+		c.prMu.Unlock()
+		return
+	}
+	c.prStarted = true
+	c.prBegan = time.Now()
+	c.prGap = probeFirstGap
+	id := c.probeLocked()
+	c.prMu.Unlock()
+	c.sendProbe(id)
+}
+
+// probeLocked records a new probe id and arms the timer for the next one
+// (or for the deadline); pmu held.
+func (c *conn) probeLocked() string {
+	id := wire.NewUUID()
+	c.prIDs = append(c.prIDs, id)
+	wait := min(c.prGap, time.Until(c.prDeadline))
+	c.prGap = min(2*c.prGap, probeMaxGap)
+	if c.prTimer == nil {
+		c.prTimer = time.AfterFunc(wait, c.proofTick)
+	} else {
+		c.prTimer.Reset(wait)
+	}
+	return id
+}
+
+func (c *conn) sendProbe(id string) {
+	c.sendControl(&wire.Message{Type: wire.TypePing, Data: wire.MarshalPing(id, timeNow())}, false)
+}
+
+// proofTick probes again, or releases the frames when the wait ran out.
+func (c *conn) proofTick() {
+	c.prMu.Lock()
+	if !c.prActive {
+		c.prMu.Unlock()
+		return
+	}
+	if !time.Now().Before(c.prDeadline) {
+		waited := time.Since(c.prBegan)
+		c.prMu.Unlock()
+		c.stats.unproven.Add(1)
+		c.log.Warn("sockhop: the peer did not answer our binary probe pings after our transition line; "+
+			"releasing the first binary frames without proof that it reads them (a Node receiver may lose them)",
+			"peer", c.remote(), "waited", waited.String(), "probes", len(c.prIDs))
+		c.releaseProof()
+		return
+	}
+	id := c.probeLocked()
+	c.prMu.Unlock()
+	c.sendProbe(id)
+}
+
+// isProbePong reports whether a pong answers one of our probes, and if so
+// releases the held frames.
+func (c *conn) isProbePong(id string) bool {
+	c.prMu.Lock()
+	found := false
+	for _, p := range c.prIDs {
+		if p == id {
+			found = true
+			break
+		}
+	}
+	c.prMu.Unlock()
+	if found {
+		c.releaseProof()
+	}
+	return found
+}
+
+// releaseProof lifts the barrier once; later pongs to probes are ignored.
+func (c *conn) releaseProof() {
+	c.prMu.Lock()
+	was := c.prActive
+	c.prActive = false
+	if c.prTimer != nil {
+		c.prTimer.Stop()
+	}
+	if was && !c.prBegan.IsZero() {
+		c.stats.proofNanos.Store(int64(time.Since(c.prBegan)))
+	}
+	c.prMu.Unlock()
+	if was {
+		c.afterQueue(c.q.release(), false)
+	}
+}
+
+// boundProof makes a graceful close wait for the proof at most for d.
+func (c *conn) boundProof(d time.Duration) {
+	c.prMu.Lock()
+	defer c.prMu.Unlock()
+	if !c.prActive {
+		return
+	}
+	if dl := time.Now().Add(d); dl.Before(c.prDeadline) {
+		c.prDeadline = dl
+		if c.prTimer != nil && c.prStarted {
+			c.prTimer.Reset(d)
+		}
+	}
+}
+
+// stopProof ends the wait without releasing: the connection is gone.
+func (c *conn) stopProof() {
+	c.prMu.Lock()
+	c.prActive = false
+	if c.prTimer != nil {
+		c.prTimer.Stop()
+	}
+	c.prMu.Unlock()
+}
