@@ -60,7 +60,10 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHo
 	}
 	tp := take
 	if how == reply {
-		tp = takeUnlessReaderBusy
+		tp = replyTake
+		if c.cuttable {
+			tp = takeUnlessReaderBusy
+		}
 	}
 	for {
 		p, err := c.q.push(m, typed, appMsg, tp)

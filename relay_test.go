@@ -66,46 +66,103 @@ func (r *relay) accept() {
 	}
 }
 
-// pipe copies src to dst until either side fails, then closes both.
+// relayChunk is one read, to be written at a given time.
+type relayChunk struct {
+	at   time.Time
+	data []byte
+}
+
+// pipe copies src to dst until either side fails, then closes both. With a
+// delay, each read is written delay (plus jitter) after it was read, in
+// order, by a second goroutine: the latency of a chunk does not add up
+// with the chunks before it, as it would if the copying goroutine slept
+// (a burst of pings would otherwise arrive ever later).
 func (r *relay) pipe(src, dst net.Conn) {
 	defer r.wg.Done()
 	defer src.Close()
 	defer dst.Close()
+	chunks := make(chan relayChunk, 1024)
+	wrote := make(chan error, 1)
+	go func() { wrote <- r.forward(dst, chunks) }()
 	buf := make([]byte, 32<<10)
+	var last time.Time
+	var err error
 	for {
-		n, err := src.Read(buf)
-		if d := time.Duration(r.delay.Load()); n > 0 && d > 0 {
-			time.Sleep(d + time.Duration(rand.Int64N(r.jitter.Load()+1)))
-		}
-		if n > 0 && !r.blackhole.Load() {
-			b := buf[:n]
-			for len(b) > 0 {
-				k := len(b)
-				if r.split > 0 && k > r.split {
-					k = r.split
+		var n int
+		n, err = src.Read(buf)
+		if n > 0 {
+			at := time.Now()
+			if d := time.Duration(r.delay.Load()); d > 0 {
+				at = at.Add(d + time.Duration(rand.Int64N(r.jitter.Load()+1)))
+				if at.Before(last) {
+					at = last // in order: never before the chunk ahead
 				}
-				if _, werr := dst.Write(b[:k]); werr != nil {
-					return
-				}
-				b = b[k:]
+				last = at
+			}
+			select {
+			case chunks <- relayChunk{at: at, data: append([]byte(nil), buf[:n]...)}:
+			case <-wrote: // dst failed
+				close(chunks)
+				return
 			}
 		}
 		if err != nil {
-			if r.blackhole.Load() {
-				// A dead path delivers no FIN either: hold dst open until
-				// the test cuts or closes the relay.
-				<-r.done
-				return
-			}
-			if err == io.EOF {
-				if tc, ok := dst.(*net.TCPConn); ok {
-					tc.CloseWrite()
-					continue
-				}
-			}
-			return
+			break
 		}
 	}
+	close(chunks)
+	if werr := <-wrote; werr != nil {
+		return
+	}
+	if r.blackhole.Load() {
+		// A dead path delivers no FIN either: hold dst open until the test
+		// cuts or closes the relay.
+		<-r.done
+		return
+	}
+	if err == io.EOF {
+		if tc, ok := dst.(*net.TCPConn); ok {
+			// Half-close, and keep both open until the other direction
+			// ends (it closes both) or the relay closes.
+			tc.CloseWrite()
+			one := make([]byte, 1)
+			for {
+				if _, rerr := src.Read(one); rerr != nil && rerr != io.EOF {
+					return
+				}
+				select {
+				case <-r.done:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		}
+	}
+}
+
+// forward writes each chunk at its time, split into writes of at most
+// r.split bytes, dropping it while the path is a blackhole.
+func (r *relay) forward(dst net.Conn, chunks <-chan relayChunk) error {
+	for ch := range chunks {
+		if d := time.Until(ch.at); d > 0 {
+			time.Sleep(d)
+		}
+		if r.blackhole.Load() {
+			continue
+		}
+		b := ch.data
+		for len(b) > 0 {
+			k := len(b)
+			if r.split > 0 && k > r.split {
+				k = r.split
+			}
+			if _, err := dst.Write(b[:k]); err != nil {
+				return err
+			}
+			b = b[k:]
+		}
+	}
+	return nil
 }
 
 // cut closes every relayed connection, as a network failure would.

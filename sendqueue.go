@@ -291,6 +291,10 @@ const (
 	// critical section that appends, so a reply is never left after the
 	// reader's last flush.
 	takeUnlessReaderBusy
+	// replyTake: a reply on a connection whose reader cannot write (TLS):
+	// it takes the token, and like takeUnlessReaderBusy it never waits for
+	// room while a handler runs on the reader.
+	replyTake
 )
 
 // push appends one message in the current mode. An application message
@@ -303,7 +307,7 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 		return pushed{r: refused}, err
 	}
 	r := q.admit(encodedSize(m), class)
-	if r == noRoom && tp == takeUnlessReaderBusy && q.readerBusy {
+	if r == noRoom && (tp == takeUnlessReaderBusy || tp == replyTake) && q.readerBusy {
 		// A reply from a handler on the reader never waits for room: the
 		// reader, stopped, could not read what the peer needs to read
 		// ours (inline.go). The reader hands messages on while over.
@@ -311,7 +315,7 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 	}
 	switch r {
 	case queuedOK:
-		return q.add(m, class, tp == take || (tp == takeUnlessReaderBusy && !q.readerBusy)), nil
+		return q.add(m, class, tp == take || tp == replyTake || (tp == takeUnlessReaderBusy && !q.readerBusy)), nil
 	case noRoom:
 		return q.noRoomLocked(), nil
 	default:

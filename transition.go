@@ -19,10 +19,18 @@ import (
 //
 // So, towards a peer that did not announce itself as this library, the
 // queue holds our application frames behind the line (sendQueue's
-// barrier); once the line has been handed to the socket, a binary probe
-// ping goes out in a write of its own, and again after 2, 4, 8, ... ms (at
-// most probeMaxGap apart) while no pong came; the pong to any of them
-// releases the frames. The wait is bounded by TransitionProofTimeout (and,
+// barrier). Once the line has been handed to the socket, and probeFirst
+// later, a binary probe ping goes out in a write of its own, and again
+// after 2, 4, 8, ... ms (at most probeMaxGap apart) while no pong came;
+// the pong to any of them releases the frames.
+//
+// Each probe that shares a read with the line is lost, and a Node peer
+// reports it as corrupted data (an 'error' event, fatal to a Node
+// application without an 'error' listener, as any corrupted data is), so
+// probes are kept rare: the first waits probeFirst, time enough for an idle
+// event loop to have read the line on its own (written back to back, the
+// two would share its read almost always), and the backoff sends only a
+// few while a busy peer reads nothing (five in its first 30 ms). The wait is bounded by TransitionProofTimeout (and,
 // on a graceful close, by WriteTimeout): when it runs out the frames are
 // released anyway, and that is reported (a warning, and
 // Stats.UnprovenTransitions). A coalesced probe is harmless to our data;
@@ -30,6 +38,7 @@ import (
 // waits for the line to be written.
 
 const (
+	probeFirst    = time.Millisecond
 	probeFirstGap = 2 * time.Millisecond
 	probeMaxGap   = 100 * time.Millisecond
 )
@@ -43,6 +52,7 @@ type proofState struct {
 	prGap      time.Duration
 	prBegan    time.Time // when the line was written
 	prDeadline time.Time
+	prNext     time.Time // when prTimer fires next
 	prTimer    *time.Timer
 }
 
@@ -58,19 +68,30 @@ func (c *conn) armProof() {
 }
 
 // lineWritten is called by the goroutine that wrote our transition line,
-// right after the write: the first probe follows in a write of its own.
+// right after the write: the first probe follows probeFirst later, in a
+// write of its own.
 func (c *conn) lineWritten() {
 	c.prMu.Lock()
+	defer c.prMu.Unlock()
 	if !c.prActive || c.prStarted {
-		c.prMu.Unlock()
 		return
 	}
 	c.prStarted = true
 	c.prBegan = time.Now()
 	c.prGap = probeFirstGap
-	id := c.probeLocked()
-	c.prMu.Unlock()
-	c.sendProbe(id)
+	c.armTickLocked(probeFirst)
+}
+
+// armTickLocked makes the next tick come after wait, or at the deadline if
+// that is sooner; prMu held.
+func (c *conn) armTickLocked(wait time.Duration) {
+	wait = min(wait, time.Until(c.prDeadline))
+	c.prNext = time.Now().Add(wait)
+	if c.prTimer == nil {
+		c.prTimer = time.AfterFunc(wait, c.proofTick)
+	} else {
+		c.prTimer.Reset(wait)
+	}
 }
 
 // probeLocked records a new probe id and arms the timer for the next one
@@ -78,13 +99,8 @@ func (c *conn) lineWritten() {
 func (c *conn) probeLocked() string {
 	id := wire.NewUUID()
 	c.prIDs = append(c.prIDs, id)
-	wait := min(c.prGap, time.Until(c.prDeadline))
+	c.armTickLocked(c.prGap)
 	c.prGap = min(2*c.prGap, probeMaxGap)
-	if c.prTimer == nil {
-		c.prTimer = time.AfterFunc(wait, c.proofTick)
-	} else {
-		c.prTimer.Reset(wait)
-	}
 	return id
 }
 
@@ -158,8 +174,8 @@ func (c *conn) boundProof(d time.Duration) {
 	}
 	if dl := time.Now().Add(d); dl.Before(c.prDeadline) {
 		c.prDeadline = dl
-		if c.prTimer != nil && c.prStarted {
-			c.prTimer.Reset(d)
+		if c.prStarted && dl.Before(c.prNext) {
+			c.armTickLocked(d)
 		}
 	}
 }
