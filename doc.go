@@ -16,14 +16,13 @@
 //     checks every length against a limit before buffering, and is fuzzed.
 //
 //   - A connection engine (unexported, one per socket, shared by Client and
-//     server Sessions) with three roles: a reader that answers handshakes
-//     and pings and completes callbacks itself; a dispatcher that runs
-//     handlers for plain messages in arrival order (requests run
-//     concurrently, bounded by MaxConcurrentRequests, so a handler may
-//     itself call Request); and a writer that writes everything queued with
-//     one writev. A message that can start at once runs on the reading
-//     goroutine, watched, so that a round trip costs no goroutine wake-up
-//     (see Concurrency). One close path, run once, ends them all.
+//     server Sessions): a reader that answers handshakes and pings and
+//     completes callbacks itself; a dispatcher that runs handlers for plain
+//     messages in arrival order (requests run concurrently, bounded by
+//     MaxConcurrentRequests, so a handler may itself call Request); and an
+//     outbound queue that alone decides what is written and when, written
+//     by whoever holds its write token with one writev per batch. One close
+//     path, run once, ends them all.
 //
 //   - Client, Server and Session are the API: dial or listen, handshake
 //     policy, broadcast, hooks for the events Node emits.
@@ -49,22 +48,33 @@
 //
 // Node receivers lose binary frames that arrive in the same read as the
 // transition line (PROTOCOL.md 14.1), so unless the peer announced itself as
-// this library, the first frames after our transition are held back for
-// ConnOptions.TransitionHold (10 ms by default).
+// this library, our frames after our transition line wait until the peer
+// proved that it reads binary frames: it answers a binary ping sent after
+// the line. That costs about a round trip, once per connection, and is
+// bounded by ConnOptions.TransitionProofTimeout.
 //
 // # Concurrency
 //
 // Every method of Client, Server, Session and Message is safe to call from
 // many goroutines, except Message.Release, which ends every use of its
 // message. Plain messages of one connection are handled one at a time in
-// arrival order, requests concurrently. A handler may call Send or Request
-// on any connection, including its own, and may block: when nothing waits
-// before a message its handler runs on the goroutine that read it, and if
-// it then waits for a reply on its own connection, or runs for more than
-// a few milliseconds, the reading moves to another goroutine
-// (Stats.HandlerHandoffs counts it), so a connection never waits for a
-// handler by more than about 5 ms. Hooks (the On* options)
-// run on library goroutines and should return quickly.
+// arrival order, requests concurrently (up to MaxConcurrentRequests). A
+// handler may call Send or Request on any connection, including its own,
+// and may block.
+//
+// ConnOptions.InlineHandlers trades that freedom for speed: handlers run on
+// the connection's reading goroutine, as in a hand-written read loop, with
+// no goroutine hand-off per message. Then a handler must not wait for
+// anything that needs its connection to read (a Request on it with the
+// handler's ctx fails at once with ErrInlineRequest), and requests run one
+// at a time.
+//
+// Hooks (the On* options) run in order on a goroutine of their own per
+// Client or Session, never on the goroutines that read and write, so a
+// slow hook delays only later hooks. A hook may call any method, Close
+// included: Close never waits for a hook that is running. A handler must
+// not call Client.Close, which waits for the running handlers (use
+// go c.Close() there).
 //
 // # Large buffers
 //

@@ -609,3 +609,29 @@ func TestNode2CutWriteBeforeLine(t *testing.T) {
 	}
 	node2Check(t, "after a cut write", node2Peer(t, srv, 0), want, 6*time.Second)
 }
+
+// BenchmarkNode2FirstFrame measures how soon the first frame sent right
+// after Start reaches an idle emulated Node 2.1.0 server: the wait for the
+// proof that it reads binary frames (first-frame-µs, from Start's return to
+// the message's arrival; the engine before held frames a fixed 10 ms).
+func BenchmarkNode2FirstFrame(b *testing.B) {
+	srv, err := nodepeer.Listen("tcp", "127.0.0.1:0", nodepeer.Options{})
+	noErr(b, err)
+	defer srv.Close()
+	ctx := context.Background()
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		c := NewClient(ClientOptions{Addr: srv.Addr().String(), ConnOptions: fastOpts()})
+		noErr(b, c.Start(ctx))
+		start := time.Now()
+		noErr(b, c.Send(ctx, map[string]int{"first": i}))
+		peers, err := srv.WaitPeers(i+1, node2Wait)
+		noErr(b, err)
+		if _, err := peers[i].WaitMessages(1, node2Wait); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+		c.Close()
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "first-frame-µs")
+}

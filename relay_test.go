@@ -22,6 +22,9 @@ type relay struct {
 	// delay, when set, holds each forwarded read for delay plus up to
 	// jitter, in order (latency, not reordering).
 	delay, jitter atomic.Int64 // time.Duration
+	// rate, when set, limits each direction to rate bytes a second (a
+	// slow link: what the sender writes beyond the buffers waits).
+	rate atomic.Int64
 	wg            sync.WaitGroup
 	mu            sync.Mutex
 	conns         []net.Conn
@@ -81,7 +84,7 @@ func (r *relay) pipe(src, dst net.Conn) {
 	defer r.wg.Done()
 	defer src.Close()
 	defer dst.Close()
-	chunks := make(chan relayChunk, 1024)
+	chunks := make(chan relayChunk, 16) // bounded: a slow forward pushes back
 	wrote := make(chan error, 1)
 	go func() { wrote <- r.forward(dst, chunks) }()
 	buf := make([]byte, 32<<10)
@@ -158,6 +161,9 @@ func (r *relay) forward(dst net.Conn, chunks <-chan relayChunk) error {
 			}
 			if _, err := dst.Write(b[:k]); err != nil {
 				return err
+			}
+			if rate := r.rate.Load(); rate > 0 {
+				time.Sleep(time.Duration(int64(k) * int64(time.Second) / rate))
 			}
 			b = b[k:]
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 )
 
 // fill writes a pattern that identifies buffer i into b.
@@ -105,7 +104,7 @@ func TestLargeBuffersReuse(t *testing.T) {
 }
 
 // TestSlowPeerLargeBuffer: a large buffer written from the sender's memory
-// to a peer that reads slowly (a relay forwarding 32 KiB per millisecond)
+// to a peer that reads slowly (a relay forwarding 32 MB a second)
 // takes longer than inlineWriteMax, so the rest is copied and left to the
 // writer while SendTyped returns and the sender overwrites its buffer:
 // every byte must still arrive as it was.
@@ -118,12 +117,12 @@ func TestSlowPeerLargeBuffer(t *testing.T) {
 	})
 	srv.Handle("Sync", func(ctx context.Context, m *Message) error { return m.Reply(ctx, 0) })
 	rl := newRelay(t, srv.Addr().String(), 0)
-	rl.delay.Store(int64(time.Millisecond))
+	rl.rate.Store(32 << 20)
 	c := NewClient(ClientOptions{Addr: rl.addr(), ConnOptions: fastOpts()})
 	ctx := testCtx(t)
 	noErr(t, c.Start(ctx))
 	defer c.Close()
-	_, err := c.Request(ctx, Named{Type: "Sync", Data: 0}) // past the transition hold
+	_, err := c.Request(ctx, Named{Type: "Sync", Data: 0}) // the peer is this library: no proof wait, but a round trip first
 	noErr(t, err)
 	buf := make([]byte, 3<<20)
 	const n = 6

@@ -306,9 +306,79 @@ func TestSyncTLSProof(t *testing.T) {
 		for i := range 3 {
 			noErr(t, c.Send(context.Background(), Named{Type: "T", Data: i}))
 		}
+		// A large buffer: on TLS it is copied into the queue, never written
+		// from the caller's memory by the caller (a cut TLS write is fatal).
+		noErr(t, c.SendTyped(context.Background(), "Big", make([]byte, 512<<10)))
 		noErr(t, c.Close())
-		wantMessages(t, p, "T0", "T1", "T2")
+		wantMessages(t, p, "T0", "T1", "T2", "Big(524288 bytes)")
 		equal(t, "unproven", c.Stats().UnprovenTransitions, uint64(0))
+	})
+}
+
+// TestSyncDirectWriteThenClose: a large buffer written from the caller's
+// memory to a slow reader is cut after inlineWriteMax; its rest is copied
+// before SendTyped returns (the caller then overwrites its buffer), and a
+// Close right after still writes all of it.
+func TestSyncDirectWriteThenClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newMemNode(t, nodepeer.Options{ReadDelay: 30 * time.Millisecond})
+		n.size = 64 << 10
+		c, p := n.client(t, nil)
+		noErr(t, c.Send(context.Background(), Named{Type: "First", Data: 0})) // waits for the proof
+		for c.Stats().GuardedTransitions == 0 || c.cur.q.isHolding() {
+			time.Sleep(time.Millisecond)
+		}
+		buf := make([]byte, 1<<20)
+		for i := range buf {
+			buf[i] = byte(i % 251)
+		}
+		noErr(t, c.SendTyped(context.Background(), "Blob", buf))
+		clear(buf) // ours again
+		left := c.cur.stats.leftToWriter.Load()
+		noErr(t, c.Close())
+		if left == 0 {
+			t.Fatal("the write was not cut: the test missed the path it is for")
+		}
+		got, err := p.WaitMessages(2, 10*time.Second)
+		noErr(t, err)
+		equal(t, "type", got[1].Type, "Blob")
+		for i, b := range got[1].Data {
+			if b != byte(i%251) {
+				t.Fatalf("byte %d of the buffer changed on the way", i)
+			}
+		}
+	})
+}
+
+// TestSyncInlineReplyThenClose: a handler on the reader replies (the reply
+// is left for the reader) and closes its session at once: the graceful
+// close writes the reply, behind the barrier, before the FIN.
+func TestSyncInlineReplyThenClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemListener()
+		o := ServerOptions{ConnOptions: fastOpts()}
+		o.InlineHandlers = true
+		srv := NewServer(o)
+		srv.Handle("Bye", func(ctx context.Context, m *Message) error {
+			err := m.Reply(ctx, "bye")
+			m.Session().Close()
+			return err
+		})
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		t.Cleanup(func() { srv.Close(); <-served })
+		idc := make(chan string, 1)
+		p := nodepeer.New(l.dial(), nodepeer.Options{ReadDelay: 30 * time.Millisecond, OnTxBinary: func(p *nodepeer.Peer) {
+			id, err := p.Request("Bye", 1)
+			noErr(t, err)
+			idc <- id
+		}})
+		p.Start()
+		defer p.Close()
+		r, err := p.WaitReply(<-idc, 5*time.Second)
+		noErr(t, err)
+		equal(t, "reply", string(r.Data), `"bye"`)
+		<-p.Done()
 	})
 }
 

@@ -10,6 +10,12 @@
 #   KEEP=results.tsv bench/compare.sh  # keep every run's JSON line
 #   DECODE=struct bench/compare.sh      # receivers decode into structs
 #
+# go-binary and go-json run `sockhop bench --inline`: handlers on the
+# reading goroutine (ConnOptions.InlineHandlers), as in raw Go's loop; the
+# bench's handlers never block. go-dispatched is binary mode with the
+# library's default, handlers on goroutines of their own (one goroutine
+# hand-off per message; blocking handlers allowed).
+#
 # Receivers decode every object fully, into a map by default on both Go
 # sides (as raw Go's baseline and Node's JSON.parse do), so that the
 # ratios compare the same work.
@@ -22,7 +28,7 @@ cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 DECODE=${DECODE:-map}
 SCENARIOS=${SCENARIOS:-"s1 s2seq s2seq-unix s2par s3 s4 s5"}
-IMPLS=${IMPLS:-"go-binary go-json node-1.8.4 raw-go"}
+IMPLS=${IMPLS:-"go-binary go-json go-dispatched node-1.8.4 raw-go"}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -51,8 +57,9 @@ run() { # impl scenario
 	local a
 	a=$(args_for "$2")
 	case $1 in
-	go-binary) "$tmp/sockhop" bench --json --no-progress --mode binary --decode "$DECODE" $a ;;
-	go-json) "$tmp/sockhop" bench --json --no-progress --mode json --decode "$DECODE" $a ;;
+	go-binary) "$tmp/sockhop" bench --json --no-progress --inline --mode binary --decode "$DECODE" $a ;;
+	go-json) "$tmp/sockhop" bench --json --no-progress --inline --mode json --decode "$DECODE" $a ;;
+	go-dispatched) "$tmp/sockhop" bench --json --no-progress --mode binary --decode "$DECODE" $a ;;
 	node-1.8.4) node bench/node/bench.js --json $a ;;
 	raw-go) "$tmp/rawgo" -json -decode "$DECODE" $a ;;
 	esac

@@ -12,7 +12,10 @@ if (!file) {
     process.exit(2);
 }
 
-const impls = ["go-binary", "go-json", "node-1.8.4", "raw-go"];
+// go-binary and go-json run with --inline (handlers on the reading
+// goroutine); go-dispatched is binary mode with the default, handlers on
+// goroutines of their own.
+const known = ["go-binary", "go-json", "go-dispatched", "node-1.8.4", "raw-go"];
 const order = ["s1", "s2seq", "s2seq-unix", "s2par", "s3", "s4", "s5"];
 // Node Sockhop 2.1.0 and raw Go on the reference machine (same kind, 2
 // vCPUs), for orientation: this machine's load and speed differ.
@@ -77,9 +80,12 @@ const cell = (m) => {
 };
 
 const scs = order.filter((s) => med[s]).concat(Object.keys(med).filter((s) => !order.includes(s)));
+const impls = known.filter((i) => scs.some((s) => med[s][i]));
 const reps = Math.max(...scs.flatMap((s) => Object.values(med[s]).map((m) => m.reps)));
 console.log(`\nMedians of ${reps} runs (p50 latency in µs). Ratios: Go JSON mode / Node 1.8.4, Go / raw Go.`);
+const disp = impls.includes("go-dispatched");
 const head = [pad("scenario", 11), pad("unit", 8), ...impls.map((i) => lpad(i, 16)), lpad("json/node", 10), lpad("bin/raw", 8), lpad("json/raw", 9)];
+if (disp) head.push(lpad("disp/raw", 9));
 console.log(head.join(" "));
 for (const sc of scs) {
     const m = med[sc];
@@ -87,6 +93,7 @@ for (const sc of scs) {
     const row = [pad(sc, 11), pad(any.unit, 8), ...impls.map((i) => lpad(cell(m[i]), 16))];
     const v = (i) => m[i] && m[i].value;
     row.push(lpad(ratio(v("go-json"), v("node-1.8.4")), 10), lpad(ratio(v("go-binary"), v("raw-go")), 8), lpad(ratio(v("go-json"), v("raw-go")), 9));
+    if (disp) row.push(lpad(ratio(v("go-dispatched"), v("raw-go")), 9));
     console.log(row.join(" "));
 }
 

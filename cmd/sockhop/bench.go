@@ -18,7 +18,7 @@ import (
 
 var benchUsage = usage{
 	synopsis: "sockhop bench [--scenario s1|s2seq|s2par|s3|s4|s5] [--mode binary|json] [--transport tcp|unix]\n" +
-		"              [--n N] [--inflight K] [--clients K] [--size BYTES] [--decode struct|map] [--no-release] [--port N] [--json]",
+		"              [--n N] [--inflight K] [--clients K] [--size BYTES] [--decode struct|map] [--inline] [--no-release] [--port N] [--json]",
 	about: `Measures this library between two processes: the server is this binary
 re-executed as a child process, the client side runs here. Each run makes a
 warm-up pass (a tenth of the work) and then the timed pass, and reports one
@@ -44,6 +44,8 @@ with --decode map, a map):
          connections (default 1,000), after a GC in the server: KB/conn
 
 Mode json turns binary mode off on both sides (the handshake still runs).
+With --inline both sides run their handlers on the reading goroutine
+(ConnOptions.InlineHandlers; the bench's handlers never block).
 With SOCKHOP_BENCH_PROFILE=DIR in the environment, both processes write
 a CPU profile there (client.pprof, server.pprof) for go tool pprof.
 Figures on a shared machine are noisy: run each a few times and compare
@@ -61,6 +63,7 @@ type benchFlags struct {
 	scenario, mode, transport, decode string
 	n, inflight, clients, size, port  int
 	json, noProgress, noRelease       bool
+	inline                            bool
 }
 
 // benchScenario is one thing bench can measure.
@@ -128,6 +131,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.size, "size", 1<<20, "buffer size in `BYTES` for s3")
 	fs.StringVar(&f.decode, "decode", "struct", "receivers decode each object into a `struct|map`")
 	fs.BoolVar(&f.noRelease, "no-release", false, "s3: the receiving handler leaves its buffers to the GC instead of calling Message.Release")
+	fs.BoolVar(&f.inline, "inline", false, "handlers on both sides run on the reading goroutine (ConnOptions.InlineHandlers)")
 	fs.IntVar(&f.port, "port", 0, "TCP port for the server (0: a free one)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON line")
 	fs.BoolVar(&f.noProgress, "no-progress", false, "no progress line on stderr")
@@ -199,7 +203,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 
 // clientOptions are the options of every client bench opens.
 func (b *bench) clientOptions() sockhop.ClientOptions {
-	o := sockhop.ClientOptions{ConnOptions: sockhop.ConnOptions{NoBinary: b.f.mode == "json"}}
+	o := sockhop.ClientOptions{ConnOptions: sockhop.ConnOptions{NoBinary: b.f.mode == "json", InlineHandlers: b.f.inline}}
 	if b.child.path != "" {
 		o.Path = b.child.path
 	} else {

@@ -34,6 +34,9 @@ func startBenchChild(ctx context.Context, b *bench) (*benchChild, error) {
 	if b.f.noRelease {
 		args = append(args, "--no-release")
 	}
+	if b.f.inline {
+		args = append(args, "--inline")
+	}
 	if b.sc.queue != nil {
 		args = append(args, "--queue", strconv.Itoa(b.sc.queue(&b.f)))
 	}

@@ -77,7 +77,7 @@ type benchServerFlags struct {
 	port                    int
 	path                    string
 	queue                   int
-	noRelease               bool
+	noRelease, inline       bool
 }
 
 func runBenchServer(ctx context.Context, e *env, args []string) error {
@@ -91,6 +91,7 @@ func runBenchServer(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.path, "path", "", "")
 	fs.IntVar(&f.queue, "queue", 0, "")
 	fs.BoolVar(&f.noRelease, "no-release", false, "")
+	fs.BoolVar(&f.inline, "inline", false, "")
 	if err := fs.Parse(args); err != nil {
 		return usageErrorf("bench server: %v", err)
 	}
@@ -104,7 +105,7 @@ func runBenchServer(ctx context.Context, e *env, args []string) error {
 	}()
 
 	o := sockhop.ServerOptions{
-		ConnOptions:    sockhop.ConnOptions{NoBinary: f.mode == "json", MaxQueueBytes: f.queue},
+		ConnOptions:    sockhop.ConnOptions{NoBinary: f.mode == "json", MaxQueueBytes: f.queue, InlineHandlers: f.inline},
 		MaxConnections: 1 << 20,
 	}
 	if f.transport == "unix" {
