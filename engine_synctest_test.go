@@ -12,22 +12,13 @@ import (
 // net.Pipe inside a bubble, where every timer the engine uses is the
 // bubble's fake clock, so durations below are exact, not "about".
 
-// syncPair starts a server with so and a client with co over pipes inside
-// the current bubble; both are closed at cleanup.
+// syncPair starts a server with so and a client with co over net.Pipe
+// inside the current bubble; both are closed at cleanup.
 func syncPair(t *testing.T, so ServerOptions, co ClientOptions) (*Server, *Client) {
 	t.Helper()
-	l := newPipeListener()
-	srv := NewServer(so)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	co.Dial = l.dial
-	c := NewClient(co)
-	t.Cleanup(func() {
-		c.Close()
-		srv.Close()
-		<-served
-	})
-	return srv, c
+	l := newMemListener()
+	l.size = 0 // net.Pipe
+	return syncPairOn(t, l, so, co)
 }
 
 // TestBlockingRequestsThroughput: with 64 requests in flight to a handler

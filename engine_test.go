@@ -43,30 +43,13 @@ func TestTLSBothWaysLargeRequests(t *testing.T) {
 			sess := srv.Sessions()[0]
 			eventually(t, "the session to send binary", func() bool { return sess.State().TxBinary })
 			ctx := testCtx(t)
-			payload := make([]byte, 3<<20)
-			errs := make(chan error, 2)
-			var wg sync.WaitGroup
-			for _, req := range []func(context.Context, any) (*Message, error){c.Request, sess.Request} {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range 8 {
-						r, err := req(ctx, payload)
-						if err == nil && len(r.JSON()) != len(big)+2 {
-							err = fmt.Errorf("reply of %d bytes", len(r.JSON()))
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
+			reqs := []requester{c.Request, sess.Request}
+			flood(t, ctx, reqs, 1, 8, make([]byte, 3<<20), func(r *Message) error {
+				if len(r.JSON()) != len(big)+2 {
+					return fmt.Errorf("reply of %d bytes", len(r.JSON()))
+				}
+				return nil
+			})
 		})
 	}
 }
@@ -293,25 +276,5 @@ func TestBlockingRequestsRunConcurrently(t *testing.T) {
 // runRequests makes n requests of type "Block", inflight at a time.
 func runRequests(t *testing.T, c *Client, inflight, n int) {
 	t.Helper()
-	ctx := testCtx(t)
-	var next atomic.Int32
-	errs := make(chan error, inflight)
-	var wg sync.WaitGroup
-	for range inflight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int32(n) {
-				if _, err := c.Request(ctx, Named{Type: "Block", Data: 1}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	flood(t, testCtx(t), []requester{c.Request}, inflight, n/inflight, Named{Type: "Block", Data: 1}, func(*Message) error { return nil })
 }

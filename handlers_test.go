@@ -257,32 +257,7 @@ func testBidirectionalFlood(t *testing.T, inline bool) {
 	sess := srv.Sessions()[0]
 	ctx := testCtx(t)
 	payload := make([]byte, 1<<20)
-	const workers, each = 16, 4
-	errs := make(chan error, 2*workers)
-	var wg sync.WaitGroup
-	for _, req := range []func(context.Context, any) (*Message, error){c.Request, sess.Request} {
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range each {
-					r, err := req(ctx, payload)
-					if err == nil && len(r.Bytes()) != len(payload) {
-						err = fmt.Errorf("reply of %d bytes", len(r.Bytes()))
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	flood(t, ctx, []requester{c.Request, sess.Request}, 16, 4, payload, replyOf(len(payload)))
 }
 
 // TestRepliesFillQueue: a request handler replies, then sends more than

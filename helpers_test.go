@@ -3,8 +3,10 @@ package sockhop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -93,6 +95,51 @@ func fastOpts() ConnOptions {
 // time out (1.x and compatibility-mode peers).
 func silentOpts() ConnOptions {
 	return ConnOptions{HandshakeTimeout: 300 * time.Millisecond}
+}
+
+// requester is Client.Request or Session.Request.
+type requester func(context.Context, any) (*Message, error)
+
+// flood has workers goroutines per requester make each requests of payload
+// at once, and fails the test with the first error, or the first reply
+// that check refuses.
+func flood(t *testing.T, ctx context.Context, reqs []requester, workers, each int, payload any, check func(*Message) error) {
+	t.Helper()
+	errs := make(chan error, len(reqs)*workers)
+	var wg sync.WaitGroup
+	for _, req := range reqs {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each {
+					r, err := req(ctx, payload)
+					if err == nil {
+						err = check(r)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// replyOf checks that a reply carries n bytes.
+func replyOf(n int) func(*Message) error {
+	return func(r *Message) error {
+		if len(r.Bytes()) != n {
+			return fmt.Errorf("reply of %d bytes, want %d", len(r.Bytes()), n)
+		}
+		return nil
+	}
 }
 
 func noErr(t testing.TB, err error) {

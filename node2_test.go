@@ -613,13 +613,17 @@ func TestNode2CutWriteBeforeLine(t *testing.T) {
 // BenchmarkNode2FirstFrame measures how soon the first frame sent right
 // after Start reaches an idle emulated Node 2.1.0 server: the wait for the
 // proof that it reads binary frames (first-frame-µs, from Start's return to
-// the message's arrival; the engine before held frames a fixed 10 ms).
+// the message's arrival; the engine before held frames a fixed 10 ms), and
+// how many corrupted pieces the peer reported per connection (each an
+// 'error' event on a real Node peer: a probe that shared its read with the
+// transition line).
 func BenchmarkNode2FirstFrame(b *testing.B) {
 	srv, err := nodepeer.Listen("tcp", "127.0.0.1:0", nodepeer.Options{})
 	noErr(b, err)
 	defer srv.Close()
 	ctx := context.Background()
 	var total time.Duration
+	corrupted := 0
 	for i := 0; b.Loop(); i++ {
 		c := NewClient(ClientOptions{Addr: srv.Addr().String(), ConnOptions: fastOpts()})
 		noErr(b, c.Start(ctx))
@@ -632,6 +636,8 @@ func BenchmarkNode2FirstFrame(b *testing.B) {
 		}
 		total += time.Since(start)
 		c.Close()
+		corrupted += peers[i].Corrupted()
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "first-frame-µs")
+	b.ReportMetric(float64(corrupted)/float64(b.N), "corrupted/conn")
 }

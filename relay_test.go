@@ -24,11 +24,11 @@ type relay struct {
 	delay, jitter atomic.Int64 // time.Duration
 	// rate, when set, limits each direction to rate bytes a second (a
 	// slow link: what the sender writes beyond the buffers waits).
-	rate atomic.Int64
-	wg            sync.WaitGroup
-	mu            sync.Mutex
-	conns         []net.Conn
-	done          chan struct{} // closed by close
+	rate  atomic.Int64
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+	done  chan struct{} // closed by close
 }
 
 func newRelay(t *testing.T, target string, split int) *relay {

@@ -43,8 +43,9 @@ type Stats struct {
 	// TransitionProofTimeout (or a graceful close's WriteTimeout). A Node
 	// receiver may have lost their first frames.
 	UnprovenTransitions uint64
-	// TransitionProof is how long the last proof took, from our transition
-	// line written to the pong (0 if none was asked for).
+	// TransitionProof is the longest wait for that proof among the
+	// connections counted, from our transition line written to the pong
+	// (0 if none was proved).
 	TransitionProof time.Duration
 	// HookEventsDropped: error reports (OnError) dropped because more than
 	// a thousand hooks were waiting to run.
@@ -77,9 +78,7 @@ func (s *Stats) add(o Stats) {
 	s.LimitViolations += o.LimitViolations
 	s.GuardedTransitions += o.GuardedTransitions
 	s.UnprovenTransitions += o.UnprovenTransitions
-	if o.TransitionProof != 0 {
-		s.TransitionProof = o.TransitionProof
-	}
+	s.TransitionProof = max(s.TransitionProof, o.TransitionProof)
 	s.HookEventsDropped += o.HookEventsDropped
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects

@@ -122,7 +122,7 @@ func (c *conn) proofTick() {
 		c.log.Warn("sockhop: the peer did not answer our binary probe pings after our transition line; "+
 			"releasing the first binary frames without proof that it reads them (a Node receiver may lose them)",
 			"peer", c.remote(), "waited", waited.String(), "probes", len(c.prIDs))
-		c.releaseProof()
+		c.releaseProof(false)
 		return
 	}
 	id := c.probeLocked()
@@ -143,20 +143,21 @@ func (c *conn) isProbePong(id string) bool {
 	}
 	c.prMu.Unlock()
 	if found {
-		c.releaseProof()
+		c.releaseProof(true)
 	}
 	return found
 }
 
 // releaseProof lifts the barrier once; later pongs to probes are ignored.
-func (c *conn) releaseProof() {
+// proven says a pong came.
+func (c *conn) releaseProof(proven bool) {
 	c.prMu.Lock()
 	was := c.prActive
 	c.prActive = false
 	if c.prTimer != nil {
 		c.prTimer.Stop()
 	}
-	if was && !c.prBegan.IsZero() {
+	if was && proven {
 		c.stats.proofNanos.Store(int64(time.Since(c.prBegan)))
 	}
 	c.prMu.Unlock()

@@ -149,6 +149,7 @@ func TestSyncProofTimeout(t *testing.T) {
 			t.Fatalf("the frame arrived after %s, want the 500 ms bound", took)
 		}
 		equal(t, "unproven", c.Stats().UnprovenTransitions, uint64(1))
+		equal(t, "proof recorded", c.Stats().TransitionProof, time.Duration(0))
 	})
 }
 
@@ -404,35 +405,12 @@ func TestSyncBidirectionalFlood(t *testing.T) {
 		}
 		sess := srv.Sessions()[0]
 		payload := make([]byte, 512<<10)
-		var wg sync.WaitGroup
-		errs := make(chan error, 8)
-		for _, req := range []func(context.Context, any) (*Message, error){c.Request, sess.Request} {
-			for range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for range 4 {
-						r, err := req(context.Background(), payload)
-						if err == nil && len(r.Bytes()) != len(payload) {
-							err = fmt.Errorf("reply of %d bytes", len(r.Bytes()))
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		flood(t, context.Background(), []requester{c.Request, sess.Request}, 4, 4, payload, replyOf(len(payload)))
 	})
 }
 
-// memListener is a net.Listener over memPipe for Serve in a bubble.
+// memListener is a net.Listener over memPipe (or net.Pipe) for Serve in a
+// bubble.
 type memListener struct {
 	*pipeListener
 	size int
@@ -442,9 +420,15 @@ func newMemListener() *memListener {
 	return &memListener{pipeListener: newPipeListener(), size: memSize}
 }
 
-// dial returns the client's end of a new connection to the listener.
+// dial returns the client's end of a new connection to the listener: a
+// memPipe, or a net.Pipe when size is 0.
 func (l *memListener) dial() net.Conn {
-	c, s := memPipe(l.size)
+	var c, s net.Conn
+	if l.size == 0 {
+		c, s = net.Pipe()
+	} else {
+		c, s = memPipe(l.size)
+	}
 	l.conns <- s
 	return c
 }

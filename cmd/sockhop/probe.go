@@ -85,7 +85,7 @@ type probeResult struct {
 // lead to the details.
 var (
 	nodeDefectsV2 = []string{
-		"14.1 binary frames that arrive in the same read as its transition line are lost: after our transition line we hold our first binary frames for TransitionHold (10 ms)",
+		"14.1 binary frames that arrive in the same read as its transition line are lost: after our transition line we hold our binary frames until it answers a binary ping (proof that it reads frames; TransitionProofTimeout at most)",
 		"14.1 it may write a JSON line after its own transition line: our decoder switches at the exact byte, and our MaxMessageSize limit ends such a stream instead of waiting forever",
 		"14.2 a null line, a reply with an unknown or already used callback id, or null handshake/ping data crash the whole Node process: we never send any of them",
 		"14.3 it buffers lines and frames without any size limit: we enforce MaxMessageSize (4 MiB) on what we receive; keep what you send it small",
