@@ -137,7 +137,7 @@ func (c *Client) HandleDefault(h Handler) { c.reg.setFallback(h) }
 // Connect dials the server and returns once connected; the handshake runs in
 // the background (see Start). Connecting while connected is a no-op.
 func (c *Client) Connect(ctx context.Context) error {
-	_, err := c.connect(ctx, false)
+	_, err := c.connect(ctx, false, false)
 	return err
 }
 
@@ -149,7 +149,7 @@ func (c *Client) Start(ctx context.Context) error {
 	if c.o.CompatibilityMode {
 		return newError(CodeHandshakeCompatibilityMode, "Start needs a handshake, and compatibility mode has none; use Connect", nil)
 	}
-	cn, err := c.connect(ctx, true)
+	cn, err := c.connect(ctx, true, false)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,10 @@ func (c *Client) Start(ctx context.Context) error {
 	return nil
 }
 
-func (c *Client) connect(ctx context.Context, fresh bool) (*conn, error) {
+// connect dials and starts a connection; fresh refuses an existing one,
+// and reconnect counts it in Stats.Reconnects, before it starts, so that no
+// hook of it can run before it is counted.
+func (c *Client) connect(ctx context.Context, fresh, reconnect bool) (*conn, error) {
 	if c.optErr != nil {
 		return nil, c.optErr
 	}
@@ -215,6 +218,9 @@ func (c *Client) connect(ctx context.Context, fresh bool) (*conn, error) {
 	}
 	c.cur = cn
 	c.everUp = true
+	if reconnect {
+		c.retired.Reconnects++
+	}
 	// OnConnect is posted before the connection starts, so it runs before
 	// any hook of the connection's own.
 	if c.o.OnConnect != nil {

@@ -77,14 +77,10 @@ func (c *Client) sleep(d time.Duration) bool {
 func (c *Client) reconnectOnce() (*conn, error) {
 	ctx, cancel := c.stopContext()
 	defer cancel()
-	cn, err := c.connect(ctx, false)
+	cn, err := c.connect(ctx, false, true)
 	if err != nil {
 		return nil, err
 	}
-	// Counted now, before the handshake hooks can tell anyone about it.
-	c.mu.Lock()
-	c.retired.Reconnects++
-	c.mu.Unlock()
 	select {
 	case <-cn.hsDoneCh:
 	case <-c.stop:

@@ -187,3 +187,45 @@ func (r *relay) close() {
 	r.cut()
 	r.wg.Wait()
 }
+
+// TestRelayLatencyDoesNotAddUp: with a delay set, a chunk sent while an
+// earlier one is still held arrives one delay after it was sent, not after
+// the earlier chunk's delay plus its own (the relay used to sleep in its
+// copying loop, so latencies added up and TestPingUnderLatency saw round
+// trips of several intervals: a false ping timeout now and then).
+func TestRelayLatencyDoesNotAddUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	noErr(t, err)
+	defer ln.Close()
+	got := make(chan time.Time, 2)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 1)
+		for range 2 {
+			if _, err := io.ReadFull(c, b); err != nil {
+				return
+			}
+			got <- time.Now()
+		}
+	}()
+	const delay = 100 * time.Millisecond
+	r := newRelay(t, ln.Addr().String(), 0)
+	r.delay.Store(int64(delay))
+	c, err := net.Dial("tcp", r.addr())
+	noErr(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte{1})
+	noErr(t, err)
+	time.Sleep(10 * time.Millisecond) // while the first is held
+	sent := time.Now()
+	_, err = c.Write([]byte{2})
+	noErr(t, err)
+	recv(t, got, "the first byte")
+	if took := recv(t, got, "the second byte").Sub(sent); took > delay*3/2 {
+		t.Fatalf("the second chunk took %s with a delay of %s: latencies add up", took, delay)
+	}
+}
