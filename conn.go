@@ -46,6 +46,10 @@ type conn struct {
 
 	dec *wire.Decoder
 	q   *sendQueue
+	// The write deadline set last, and whether it was a cut write's; only
+	// the write token's holder uses them.
+	wdl    time.Time
+	wdlCut bool
 
 	pendingTable
 	handshakeState

@@ -27,13 +27,32 @@ type Message struct {
 	frame   []byte // the pooled buffer data aliases, for Release
 }
 
+// smallData is the data size up to which a received message's data is
+// stored in the same allocation as the Message (most messages are small:
+// one allocation per message instead of two).
+const smallData = 64
+
+// messageSmall is a Message with room for small data of its own.
+type messageSmall struct {
+	m   Message
+	buf [smallData]byte
+}
+
 func newMessage(c *conn, w *wire.Message) *Message {
-	m := &Message{Type: w.Type, isBytes: w.Bytes, binary: w.Binary, c: c}
-	if w.Owned {
-		m.data, m.frame = w.Data, w.Frame
-	} else if w.Data != nil {
-		m.data = append(make([]byte, 0, len(w.Data)), w.Data...)
+	var m *Message
+	if !w.Owned && w.Data != nil && len(w.Data) <= smallData {
+		ms := new(messageSmall)
+		m = &ms.m
+		m.data = ms.buf[:copy(ms.buf[:], w.Data)]
+	} else {
+		m = new(Message)
+		if w.Owned {
+			m.data, m.frame = w.Data, w.Frame
+		} else if w.Data != nil {
+			m.data = append(make([]byte, 0, len(w.Data)), w.Data...)
+		}
 	}
+	m.Type, m.isBytes, m.binary, m.c = w.Type, w.Bytes, w.Binary, c
 	if w.Kind == wire.Request {
 		m.id = w.ID
 		if w.RawID != nil {

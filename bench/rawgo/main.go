@@ -80,7 +80,7 @@ func main() {
 	flag.StringVar(&f.decode, "decode", "map", "map|struct: how receivers decode each object")
 	flag.IntVar(&f.n, "n", 0, "work of the timed pass (default per scenario)")
 	flag.IntVar(&f.inflight, "inflight", 64, "requests in flight for s2par")
-	flag.IntVar(&f.clients, "clients", 0, "connections for s4 (100) and s5 (1000)")
+	flag.IntVar(&f.clients, "clients", 0, "connections for s1 and s2 (1), s4 (100) and s5 (1000)")
 	flag.IntVar(&f.size, "size", 1<<20, "buffer size for s3")
 	flag.BoolVar(&f.json, "json", false, "one JSON line")
 	flag.Parse()
@@ -521,25 +521,73 @@ func checkCount(c *conn, n, size int) error {
 	return nil
 }
 
+// dialK opens k connections (at least one).
+func (ch *child) dialK(k int) ([]*conn, error) {
+	cs := make([]*conn, max(1, k))
+	for i := range cs {
+		c, err := ch.dial()
+		if err != nil {
+			return nil, err
+		}
+		cs[i] = c
+	}
+	return cs, nil
+}
+
+// shares runs fn on every connection at once, connection i with its share
+// of n (count items from first), and returns the first error.
+func shares(cs []*conn, n int, fn func(c *conn, first, count int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cs))
+	for i, c := range cs {
+		first, count := i*n/len(cs), (i+1)*n/len(cs)-i*n/len(cs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(c, first, count); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// s1: pipelined one-way widgets; with -clients K, K connections share them
+// at once, each ending with a request whose reply says its widgets were
+// all handled (the server handles a connection's lines in order).
 func s1(ch *child, f flags) (func(int) error, float64) {
-	c, err := ch.dial()
+	cs, err := ch.dialK(f.clients)
 	if err != nil {
 		return nil, 0
 	}
 	return func(n int) error {
-		w := widget{Name: "widget", Vals: []int{1, 2, 3}}
-		for i := range n {
-			w.Seq = i
-			if err := c.send(envelope{Type: "Widget", Data: w}); err != nil {
-				return err
+		err := shares(cs, n, func(c *conn, first, count int) error {
+			w := widget{Name: "widget", Vals: []int{1, 2, 3}}
+			for i := first; i < first+count; i++ {
+				w.Seq = i
+				if err := c.send(envelope{Type: "Widget", Data: w}); err != nil {
+					return err
+				}
 			}
+			if len(cs) == 1 {
+				return nil
+			}
+			var ack struct{ Seq int }
+			return c.call("Widget", widget{Seq: -1, Name: "sync", Vals: []int{}}, &ack)
+		})
+		if err != nil {
+			return err
 		}
-		return checkCount(c, n, 0)
+		return checkCount(cs[0], n, 0)
 	}, float64(f.n)
 }
 
+// s2: request/reply, one or -inflight in flight on each of -clients
+// connections (default 1), n round trips in all.
 func s2(ch *child, f flags, lat *[]time.Duration) (func(int) error, float64) {
-	c, err := ch.dial()
+	cs, err := ch.dialK(f.clients)
 	if err != nil {
 		return nil, 0
 	}
@@ -549,78 +597,86 @@ func s2(ch *child, f flags, lat *[]time.Duration) (func(int) error, float64) {
 	}
 	return func(n int) error {
 		l := make([]time.Duration, n)
-		starts := make([]time.Time, n+1)
 		*lat = l
-		sem := make(chan struct{}, k)
-		readErr := make(chan error, 1)
-		go func() {
-			for range n {
-				line, err := c.r.ReadSlice('\n')
-				if err != nil {
+		return shares(cs, n, func(c *conn, first, count int) error {
+			return c.requests(f, k, first, count, l)
+		})
+	}, float64(f.n)
+}
+
+// requests makes count requests (ids first+1 ... first+count), k in
+// flight, recording each round trip's latency in l.
+func (c *conn) requests(f flags, k, first, count int, l []time.Duration) error {
+	starts := make([]time.Time, count)
+	sem := make(chan struct{}, k)
+	readErr := make(chan error, 1)
+	go func() {
+		for range count {
+			line, err := c.r.ReadSlice('\n')
+			if err != nil {
+				readErr <- err
+				return
+			}
+			var id int64
+			var seq int
+			if f.decode == "struct" {
+				var e struct {
+					CB   int64 `json:"callback_id"`
+					Data struct {
+						Seq int `json:"seq"`
+					} `json:"data"`
+				}
+				if err := json.Unmarshal(line, &e); err != nil {
 					readErr <- err
 					return
 				}
-				var id int64
-				var seq int
-				if f.decode == "struct" {
-					var e struct {
-						CB   int64 `json:"callback_id"`
-						Data struct {
-							Seq int `json:"seq"`
-						} `json:"data"`
-					}
-					if err := json.Unmarshal(line, &e); err != nil {
-						readErr <- err
-						return
-					}
-					id, seq = e.CB, e.Data.Seq
-				} else {
-					var e map[string]any
-					if err := json.Unmarshal(line, &e); err != nil {
-						readErr <- err
-						return
-					}
-					cb, _ := e["callback_id"].(float64)
-					id = int64(cb)
-					d, _ := e["data"].(map[string]any)
-					s, _ := d["seq"].(float64)
-					seq = int(s)
-				}
-				if int64(seq) != id-1 || id < 1 || id > int64(n) {
-					readErr <- fmt.Errorf("reply %d answers %d", seq, id)
+				id, seq = e.CB, e.Data.Seq
+			} else {
+				var e map[string]any
+				if err := json.Unmarshal(line, &e); err != nil {
+					readErr <- err
 					return
 				}
-				l[id-1] = time.Since(starts[id])
-				<-sem
+				cb, _ := e["callback_id"].(float64)
+				id = int64(cb)
+				d, _ := e["data"].(map[string]any)
+				s, _ := d["seq"].(float64)
+				seq = int(s)
 			}
-			readErr <- nil
-		}()
-		w := widget{Name: "widget", Vals: []int{1, 2, 3}}
-		for i := range n {
-			select {
-			case sem <- struct{}{}:
-			default:
-				if err := c.w.Flush(); err != nil {
-					return err
-				}
-				sem <- struct{}{}
+			if int64(seq) != id-1 || id <= int64(first) || id > int64(first+count) {
+				readErr <- fmt.Errorf("reply %d answers %d", seq, id)
+				return
 			}
-			w.Seq = i
-			starts[i+1] = time.Now()
-			if err := c.send(envelope{Type: "Widget", Data: w, ID: int64(i + 1)}); err != nil {
+			l[id-1] = time.Since(starts[int(id)-1-first])
+			<-sem
+		}
+		readErr <- nil
+	}()
+	w := widget{Name: "widget", Vals: []int{1, 2, 3}}
+	for i := first; i < first+count; i++ {
+		select {
+		case sem <- struct{}{}:
+		default:
+			if err := c.w.Flush(); err != nil {
 				return err
 			}
-			if k == 1 {
-				if err := c.w.Flush(); err != nil {
-					return err
-				}
-			}
+			sem <- struct{}{}
 		}
-		if err := c.w.Flush(); err != nil {
+		w.Seq = i
+		starts[i-first] = time.Now()
+		if err := c.send(envelope{Type: "Widget", Data: w, ID: int64(i + 1)}); err != nil {
 			return err
 		}
-		return <-readErr
-	}, float64(f.n)
+		if k == 1 {
+			if err := c.w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	return <-readErr
 }
 
 func s3(ch *child, f flags) (func(int) error, float64) {

@@ -32,9 +32,11 @@ percentiles. With --json the result is one JSON line:
 Scenarios (every receiver decodes each message fully, into a struct or,
 with --decode map, a map):
   s1     one-way {"seq":i,"name":"widget","vals":[1,2,3]} objects, pipelined,
-         then a request whose reply carries the server's count (must be N)
+         then a request whose reply carries the server's count (must be N);
+         with --clients K, K connections share the N at once
   s2seq  request/reply, one request in flight: rt/s, p50/p99 latency
-  s2par  request/reply, --inflight requests in flight (default 64)
+  s2par  request/reply, --inflight requests in flight (default 64); with
+         --clients K (s2seq too), that many on each of K connections
   s3     N typed buffers of --size bytes (default 256 x 1 MiB); in JSON mode
          they go as Buffers, base64 on the wire: MiB/s. The receiving
          handler calls Message.Release (buffer reuse) unless --no-release
@@ -127,7 +129,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.transport, "transport", "tcp", "`tcp|unix`: loopback TCP or a Unix socket")
 	fs.IntVar(&f.n, "n", 0, "messages, round trips, buffers or broadcasts of the timed pass (default per scenario: 500000, 20000, 200000, 256, 10000)")
 	fs.IntVar(&f.inflight, "inflight", 64, "requests in flight for s2par")
-	fs.IntVar(&f.clients, "clients", 0, "connections for s4 (default 100) and s5 (default 1000)")
+	fs.IntVar(&f.clients, "clients", 0, "connections: for s1 and s2 (default 1, sharing the n messages or round trips), s4 (default 100) and s5 (default 1000)")
 	fs.IntVar(&f.size, "size", 1<<20, "buffer size in `BYTES` for s3")
 	fs.StringVar(&f.decode, "decode", "struct", "receivers decode each object into a `struct|map`")
 	fs.BoolVar(&f.noRelease, "no-release", false, "s3: the receiving handler leaves its buffers to the GC instead of calling Message.Release")
@@ -270,6 +272,9 @@ func (b *bench) readable(r *benchResult) string {
 		count = fmt.Sprintf("broadcasts to %d clients", b.f.clients)
 	case "s2par":
 		count = fmt.Sprintf("round trips, %d in flight", b.f.inflight)
+	}
+	if b.f.clients > 1 && (r.Scenario == "s1" || strings.HasPrefix(r.Scenario, "s2")) {
+		count += fmt.Sprintf(" over %d connections", b.f.clients)
 	}
 	fmt.Fprintf(&s, "%s %s, %s mode over %s: %s %s", r.Scenario, b.sc.what, r.Mode, r.Transport, thousands(r.Value), r.Unit)
 	if r.Scenario == "s5" {

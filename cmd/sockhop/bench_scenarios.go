@@ -46,25 +46,41 @@ func (b *bench) checkCount(ctx context.Context, c *sockhop.Client, n, size int) 
 	return nil
 }
 
-// benchOneWay is s1: pipelined one-way objects, then a count.
+// benchOneWay is s1: pipelined one-way objects, then a count. With
+// --clients K, K connections send their share of the n messages at once.
 func benchOneWay(ctx context.Context, b *bench) (*benchResult, error) {
-	c, err := b.dial(ctx, nil)
+	cs, err := b.dialMany(ctx, max(1, b.f.clients), nil)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer closeAll(cs)
 	m, err := b.twoPasses(b.f.n, func(n int) error {
-		w := benchWidget{Name: "widget", Vals: []int{1, 2, 3}}
-		for i := 0; i < n; i++ {
-			w.Seq = i
-			if err := c.Send(ctx, widgetMsg(w)); err != nil {
+		err := eachClient(cs, n, func(c *sockhop.Client, first, count int) error {
+			w := benchWidget{Name: "widget", Vals: []int{1, 2, 3}}
+			for i := first; i < first+count; i++ {
+				w.Seq = i
+				if err := c.Send(ctx, widgetMsg(w)); err != nil {
+					return err
+				}
+				if i&255 == 255 {
+					b.prog.add(256)
+				}
+			}
+			if len(cs) == 1 {
+				return nil
+			}
+			// A request is handled after the messages before it on its
+			// connection: its reply says they all arrived.
+			reply, err := c.Request(ctx, widgetMsg(benchWidget{Seq: -1, Name: "sync", Vals: []int{}}))
+			if err != nil {
 				return err
 			}
-			if i&255 == 255 {
-				b.prog.add(256)
-			}
+			return checkAck(reply, -1, b.f.decode == "map")
+		})
+		if err != nil {
+			return err
 		}
-		return b.checkCount(ctx, c, n, 0)
+		return b.checkCount(ctx, cs[0], n, 0)
 	})
 	if err != nil {
 		return nil, err
@@ -72,13 +88,34 @@ func benchOneWay(ctx context.Context, b *bench) (*benchResult, error) {
 	return b.result(m, b.f.n, float64(b.f.n)), nil
 }
 
-// benchRequests is s2seq (one request in flight) and s2par (--inflight).
+// eachClient runs fn on every client at once, client i with its share of
+// n (count items from first), and returns the first error.
+func eachClient(cs []*sockhop.Client, n int, fn func(c *sockhop.Client, first, count int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cs))
+	for i, c := range cs {
+		first, count := i*n/len(cs), (i+1)*n/len(cs)-i*n/len(cs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(c, first, count); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// benchRequests is s2seq (one request in flight) and s2par (--inflight),
+// on each of --clients connections (default 1).
 func benchRequests(ctx context.Context, b *bench) (*benchResult, error) {
-	c, err := b.dial(ctx, nil)
+	cs, err := b.dialMany(ctx, max(1, b.f.clients), nil)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer closeAll(cs)
 	inflight := 1
 	if b.f.scenario == "s2par" {
 		inflight = b.f.inflight
@@ -89,32 +126,34 @@ func benchRequests(ctx context.Context, b *bench) (*benchResult, error) {
 		lat = make([]time.Duration, n)
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		errs := make(chan error, inflight)
-		for range inflight {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w := benchWidget{Name: "widget", Vals: []int{1, 2, 3}}
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= n {
-						return
+		errs := make(chan error, inflight*len(cs))
+		for _, c := range cs {
+			for range inflight {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					w := benchWidget{Name: "widget", Vals: []int{1, 2, 3}}
+					for {
+						i := int(next.Add(1) - 1)
+						if i >= n {
+							return
+						}
+						w.Seq = i
+						start := time.Now()
+						reply, err := c.Request(ctx, widgetMsg(w))
+						if err == nil {
+							err = checkAck(reply, i, toMap)
+						}
+						lat[i] = time.Since(start)
+						if err != nil {
+							errs <- err
+							next.Store(int64(n)) // stop the others
+							return
+						}
+						b.prog.add(1)
 					}
-					w.Seq = i
-					start := time.Now()
-					reply, err := c.Request(ctx, widgetMsg(w))
-					if err == nil {
-						err = checkAck(reply, i, toMap)
-					}
-					lat[i] = time.Since(start)
-					if err != nil {
-						errs <- err
-						next.Store(int64(n)) // stop the others
-						return
-					}
-					b.prog.add(1)
-				}
-			}()
+				}()
+			}
 		}
 		wg.Wait()
 		select {
