@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,14 +56,15 @@ func (c *conn) readLoop() {
 }
 
 // onUndecodable counts a message that could not be decoded and closes the
-// connection past MaxProtocolErrors.
+// connection past MaxProtocolErrors. The reader calls it, and so does a
+// Message whose data, validated where it was used, is not JSON.
 func (c *conn) onUndecodable(de *wire.DecodeError) {
-	c.strikes++
+	strikes := c.strikes.Add(1)
 	c.stats.protoErrors.Add(1)
 	c.reportError(newError(de.Code, fmt.Sprintf("from %s: %s", c.remote(), de.Msg), nil))
-	if c.o.MaxProtocolErrors > 0 && c.strikes > c.o.MaxProtocolErrors {
+	if c.o.MaxProtocolErrors > 0 && strikes > int64(c.o.MaxProtocolErrors) {
 		c.stats.limits.Add(1)
-		c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), c.strikes, c.o.MaxProtocolErrors), nil), false)
+		c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), strikes, c.o.MaxProtocolErrors), nil), false)
 	}
 }
 
@@ -239,39 +241,56 @@ func (c *conn) run(ctx context.Context, m *Message) {
 }
 
 // registry maps type names to handlers; it is shared by a Server's
-// sessions. Lookups take a read lock only.
+// sessions. A lookup (one per message, from every connection's reader at
+// once) reads an immutable table through an atomic pointer, with no shared
+// write: a read lock made every reader write the same cache line.
+// Handle and HandleDefault, which are rare, copy the table.
 type registry struct {
-	mu       sync.RWMutex
+	mu    sync.Mutex // serialises changes
+	table atomic.Pointer[handlerTable]
+}
+
+type handlerTable struct {
 	byType   map[string]Handler
 	fallback Handler
 }
 
-func (r *registry) set(typ string, h Handler) {
+// change applies f to a copy of the table and publishes the copy.
+func (r *registry) change(f func(t *handlerTable)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byType == nil {
-		r.byType = make(map[string]Handler)
+	t := &handlerTable{byType: make(map[string]Handler)}
+	if old := r.table.Load(); old != nil {
+		maps.Copy(t.byType, old.byType)
+		t.fallback = old.fallback
 	}
-	if h == nil {
-		delete(r.byType, typ)
-		return
-	}
-	r.byType[typ] = h
+	f(t)
+	r.table.Store(t)
+}
+
+func (r *registry) set(typ string, h Handler) {
+	r.change(func(t *handlerTable) {
+		if h == nil {
+			delete(t.byType, typ)
+		} else {
+			t.byType[typ] = h
+		}
+	})
 }
 
 func (r *registry) setFallback(h Handler) {
-	r.mu.Lock()
-	r.fallback = h
-	r.mu.Unlock()
+	r.change(func(t *handlerTable) { t.fallback = h })
 }
 
 func (r *registry) lookup(typ string) Handler {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if h, ok := r.byType[typ]; ok {
+	t := r.table.Load()
+	if t == nil {
+		return nil
+	}
+	if h, ok := t.byType[typ]; ok {
 		return h
 	}
-	return r.fallback
+	return t.fallback
 }
 
 // socketReader is what the decoder reads from: the socket, with what was

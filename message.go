@@ -3,6 +3,7 @@ package sockhop
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -25,7 +26,17 @@ type Message struct {
 	rawID   []byte
 	replied atomic.Bool
 	frame   []byte // the pooled buffer data aliases, for Release
+	// json says whether data (JSON) is known to be valid: frames' JSON
+	// data is validated where it is used, not twice (conn: SetLazyJSON).
+	json atomic.Uint32
 }
+
+// States of Message.json.
+const (
+	jsonValid     = iota // validated when read, or not JSON
+	jsonUnchecked        // not validated yet
+	jsonInvalid          // not valid JSON: JSON returns nil, Decode fails
+)
 
 // smallData is the data size up to which a received message's data is
 // stored in the same allocation as the Message (most messages are small:
@@ -53,6 +64,9 @@ func newMessage(c *conn, w *wire.Message) *Message {
 		}
 	}
 	m.Type, m.isBytes, m.binary, m.c = w.Type, w.Bytes, w.Binary, c
+	if w.Unchecked {
+		m.json.Store(jsonUnchecked)
+	}
 	if w.Kind == wire.Request {
 		m.id = w.ID
 		if w.RawID != nil {
@@ -81,12 +95,46 @@ func (m *Message) Bytes() []byte {
 }
 
 // JSON returns the data's JSON text, or nil for bytes. A JSON line without
-// a "data" key gives nil too.
+// a "data" key gives nil too, and so does data the peer sent that is not
+// valid JSON (Decode says what is wrong with it).
 func (m *Message) JSON() json.RawMessage {
-	if m.isBytes {
+	if m.isBytes || !m.validJSON() {
 		return nil
 	}
 	return m.data
+}
+
+// validJSON validates data received unchecked, once, and counts invalid
+// data as the peer's protocol error.
+func (m *Message) validJSON() bool {
+	switch m.json.Load() {
+	case jsonValid:
+		return true
+	case jsonInvalid:
+		return false
+	}
+	if wire.Valid(m.data) {
+		m.json.Store(jsonValid)
+		return true
+	}
+	m.invalid()
+	return false
+}
+
+// invalid marks unchecked data invalid (once) and reports it as the peer's
+// undecodable message, as the decoder would have.
+func (m *Message) invalid() {
+	if m.json.CompareAndSwap(jsonUnchecked, jsonInvalid) && m.c != nil {
+		m.c.onUndecodable(&wire.DecodeError{Code: wire.CodeDeserializeFailed,
+			Msg: fmt.Sprintf("%s message %q: data is not valid JSON", kindName(m.IsRequest()), m.Type)})
+	}
+}
+
+func kindName(request bool) string {
+	if request {
+		return "request"
+	}
+	return "plain"
 }
 
 // Decode decodes JSON data into v, as json.Unmarshal does. Bytes decode into
@@ -104,6 +152,9 @@ func (m *Message) Decode(v any) error {
 	if m.data == nil {
 		return newError(CodeBadData, fmt.Sprintf("message of type %q has no data", m.Type), nil)
 	}
+	if m.json.Load() == jsonInvalid {
+		return newError(CodeBadData, fmt.Sprintf("message of type %q: the peer sent data that is not valid JSON", m.Type), nil)
+	}
 	// Dynamic values (what a receiver without a struct asks for) decode
 	// without reflection, to what json.Unmarshal would store. Anything
 	// else, or anything wire.DecodeAny declines, goes to json.Unmarshal.
@@ -112,6 +163,7 @@ func (m *Message) Decode(v any) error {
 		if *p == nil {
 			if x, err := wire.DecodeAny(m.data); err == nil {
 				if obj, ok := x.(map[string]any); ok || x == nil {
+					m.json.CompareAndSwap(jsonUnchecked, jsonValid)
 					*p = obj
 					return nil
 				}
@@ -120,14 +172,21 @@ func (m *Message) Decode(v any) error {
 	case *any:
 		if *p == nil {
 			if x, err := wire.DecodeAny(m.data); err == nil {
+				m.json.CompareAndSwap(jsonUnchecked, jsonValid)
 				*p = x
 				return nil
 			}
 		}
 	}
 	if err := json.Unmarshal(m.data, v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) && m.json.Load() == jsonUnchecked {
+			m.invalid()
+			return newError(CodeBadData, fmt.Sprintf("message of type %q: the peer sent data that is not valid JSON", m.Type), err)
+		}
 		return newError(CodeBadData, fmt.Sprintf("decoding %q message into %T", m.Type, v), err)
 	}
+	m.json.CompareAndSwap(jsonUnchecked, jsonValid)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
 )
@@ -55,8 +56,13 @@ type sendQueue struct {
 	aborted bool // the socket is gone: everything queued was dropped
 	busy    bool // the write token is out
 	// readerBusy: a handler runs on the reading goroutine, which writes
-	// what its replies queue before it reads again (see appendReply).
-	readerBusy bool
+	// what its replies queue before it reads again (see pushReply). Set by
+	// the reader without q.mu and read by pushes under it: a push that
+	// reads it set appends before the reader, which clears it first, next
+	// takes q.mu to flush; one that reads it clear takes the token itself.
+	readerBusy atomic.Bool
+	// over mirrors n > max for the reader's check without q.mu.
+	over atomic.Bool
 	// finished is closed once the queue is closed, everything in it was
 	// written (or dropped by abort) and the token is back.
 	finished chan struct{}
@@ -244,6 +250,7 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		seg := q.encode(getFrame(size)[:0], m)
 		dst.push(seg, true)
 		q.n += len(seg)
+		q.noteN()
 	} else {
 		if len(dst.open) > 0 && len(dst.open)+size > openMax {
 			dst.seal()
@@ -252,6 +259,7 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		k := len(dst.open)
 		dst.open = q.encode(dst.openBuf(), m)
 		q.n += len(dst.open) - k
+		q.noteN()
 	}
 	q.count()
 	return q.afterAdd(wantToken)
@@ -327,7 +335,7 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 		return pushed{r: refused}, err
 	}
 	r := q.admit(encodedSize(m), class)
-	if r == noRoom && (tp == takeUnlessReaderBusy || tp == replyTake) && q.readerBusy {
+	if r == noRoom && (tp == takeUnlessReaderBusy || tp == replyTake) && q.readerBusy.Load() {
 		// A reply from a handler on the reader never waits for room: the
 		// reader, stopped, could not read what the peer needs to read
 		// ours (inline.go). The reader hands messages on while over.
@@ -335,7 +343,7 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 	}
 	switch r {
 	case queuedOK:
-		return q.add(m, class, tp == take || tp == replyTake || (tp == takeUnlessReaderBusy && !q.readerBusy)), nil
+		return q.add(m, class, tp == take || tp == replyTake || (tp == takeUnlessReaderBusy && !q.readerBusy.Load())), nil
 	case noRoom:
 		return q.noRoomLocked(), nil
 	default:
@@ -369,6 +377,7 @@ func (q *sendQueue) pushShared(json, frame []byte, frameErr error) (pushed, erro
 		dst.push(b, false)
 	}
 	q.n += len(b)
+	q.noteN()
 	q.count()
 	return q.afterAdd(true), nil
 }
@@ -393,6 +402,7 @@ func (q *sendQueue) switchToBinary(barrier bool, tp tokenPolicy) (bool, pushed) 
 	k := len(q.ready.open)
 	q.ready.open = wire.AppendJSONLine(q.ready.openBuf(), &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, q.term)
 	q.n += len(q.ready.open) - k
+	q.noteN()
 	q.count()
 	q.binary = true
 	q.ready.seal() // the line ends a segment, so a take can stop after it
@@ -454,6 +464,7 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 		}
 		q.n -= len(seg)
 	}
+	q.noteN()
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
 	q.ready.list = q.ready.list[:rest]
@@ -508,6 +519,7 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	q.ready.seal()
 	for _, b := range rest {
 		q.n += len(b)
+		q.noteN()
 	}
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
@@ -543,11 +555,7 @@ func (q *sendQueue) yieldToken() {
 
 // setReaderBusy marks a handler running on the reading goroutine (see
 // pushReply).
-func (q *sendQueue) setReaderBusy(b bool) {
-	q.mu.Lock()
-	q.readerBusy = b
-	q.mu.Unlock()
-}
+func (q *sendQueue) setReaderBusy(b bool) { q.readerBusy.Store(b) }
 
 // close refuses application messages from now on; what is queued is still
 // written (a graceful close). The token is the caller's as with push.
@@ -572,6 +580,7 @@ func (q *sendQueue) abort() {
 	q.ready.drop()
 	q.held.drop()
 	q.n, q.stopAt = 0, 0
+	q.noteN()
 	if q.waiters > 0 {
 		close(q.space)
 		q.space = make(chan struct{})
@@ -588,12 +597,12 @@ func (q *sendQueue) checkFinished() {
 	}
 }
 
-// overLimit reports whether more than max bytes are queued or held.
-func (q *sendQueue) overLimit() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.n > q.max
-}
+// noteN mirrors n > max into over; q.mu held.
+func (q *sendQueue) noteN() { q.over.Store(q.n > q.max) }
+
+// overLimit reports whether more than max bytes are queued or held (as of
+// the last change: the reader uses it as a hint per message).
+func (q *sendQueue) overLimit() bool { return q.over.Load() }
 
 // queued returns the bytes queued or held.
 func (q *sendQueue) queued() int {

@@ -46,6 +46,7 @@ type Decoder struct {
 	term   []byte
 	limit  atomic.Int64 // the only field safe to set from another goroutine
 	binary bool
+	lazy   bool // SetLazyJSON
 
 	buf        []byte
 	start, end int // pending bytes are buf[start:end]
@@ -107,6 +108,14 @@ func (d *Decoder) SetLimit(n int) {
 func (d *Decoder) SetFrameAlloc(alloc func(n int) []byte, free func(b []byte)) {
 	d.alloc, d.free = alloc, free
 }
+
+// SetLazyJSON(true) leaves the JSON data of application messages in binary
+// frames unvalidated (Message.Unchecked): a receiver that decodes the data
+// anyway (encoding/json validates as it decodes) then does not pay for a
+// second pass. Protocol messages (the reserved types) are still validated,
+// and JSON lines always are: the envelope is parsed from the whole line.
+// Call it before the first Next.
+func (d *Decoder) SetLazyJSON(on bool) { d.lazy = on }
 
 // Limit returns the current message size limit.
 func (d *Decoder) Limit() int { return int(d.limit.Load()) }
@@ -197,7 +206,7 @@ func (d *Decoder) nextFrame() (Message, bool, error) {
 		return d.readOwnedFrame(need)
 	}
 	d.start += need
-	m, err := parsePayload(pending[4], pending[frameHeaderLen:need], &d.names)
+	m, err := parsePayload(pending[4], pending[frameHeaderLen:need], &d.names, d.lazy)
 	return m, true, err
 }
 
@@ -233,7 +242,7 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 			return Message{}, false, d.fail(io.ErrNoProgress)
 		}
 	}
-	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names)
+	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names, d.lazy)
 	m.Owned, m.Frame = true, frame
 	return m, true, err
 }

@@ -99,8 +99,10 @@ func AppendFrameTrailer(dst []byte, m *Message) []byte {
 }
 
 // parsePayload decodes a frame payload laid out per message id (4.3, 4.5).
-// Returned slices alias payload.
-func parsePayload(id byte, p []byte, names *nameCache) (Message, error) {
+// Returned slices alias payload. With lazy, the JSON data of an application
+// message is not validated (Message.Unchecked): its receiver validates it
+// when it decodes it.
+func parsePayload(id byte, p []byte, names *nameCache, lazy bool) (Message, error) {
 	var m Message
 	m.Binary = true
 	switch id {
@@ -139,8 +141,12 @@ func parsePayload(id byte, p []byte, names *nameCache) (Message, error) {
 	}
 	m.Data = p[off : off+int(dl) : off+int(dl)]
 	off += int(dl)
-	if !m.Bytes && !Valid(m.Data) {
-		return fail("data is not valid JSON")
+	if !m.Bytes {
+		if lazy && !m.Reserved() {
+			m.Unchecked = true
+		} else if !Valid(m.Data) {
+			return fail("data is not valid JSON")
+		}
 	}
 	if m.Kind != Plain {
 		// The reference accepts a missing id as empty; a request nobody can

@@ -555,3 +555,62 @@ func unescapeForJS(b []byte) string {
 	}
 	return out.String()
 }
+
+// FuzzLazyJSON reads any binary stream with a validating and a lazy
+// Decoder (SetLazyJSON): they must agree on every message and every error,
+// except that an application message whose JSON data is not valid comes
+// from the lazy one as a message marked Unchecked (with the same type and
+// bytes) where the validating one reported it.
+func FuzzLazyJSON(f *testing.F) {
+	addStreamSeeds(f, true)
+	f.Fuzz(func(t *testing.T, data []byte, _ uint64) {
+		eager := NewDecoder(bytes.NewReader(data), nil, fuzzLimit)
+		eager.SwitchToBinary()
+		lazy := NewDecoder(bytes.NewReader(data), nil, fuzzLimit)
+		lazy.SwitchToBinary()
+		lazy.SetLazyJSON(true)
+		for range 1000 {
+			em, eerr := eager.Next()
+			lm, lerr := lazy.Next()
+			if lm.Unchecked {
+				if lm.Reserved() || lm.Bytes {
+					t.Fatalf("a %q message (bytes %v) left unchecked", lm.Type, lm.Bytes)
+				}
+				if Valid(lm.Data) {
+					if eerr != nil {
+						t.Fatalf("valid data %q: the validating decoder said %v", lm.Data, eerr)
+					}
+				} else {
+					var de *DecodeError
+					if !errors.As(eerr, &de) || de.Code != CodeDeserializeFailed {
+						t.Fatalf("invalid data %q: the validating decoder said %v", lm.Data, eerr)
+					}
+					continue
+				}
+			}
+			if (eerr == nil) != (lerr == nil) || (eerr != nil && errCode(eerr) != errCode(lerr)) {
+				t.Fatalf("errors differ: %v / %v", eerr, lerr)
+			}
+			if eerr != nil {
+				var de *DecodeError
+				if errors.As(eerr, &de) {
+					continue
+				}
+				return // the stream ended for both
+			}
+			if em.Type != lm.Type || em.Kind != lm.Kind || em.ID != lm.ID || em.Bytes != lm.Bytes || !bytes.Equal(em.Data, lm.Data) {
+				t.Fatalf("messages differ: %+v / %+v", em, lm)
+			}
+		}
+	})
+}
+
+// errCode is a *DecodeError's code (a frame with two problems may be
+// reported for either), or any other error's text.
+func errCode(err error) string {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		return de.Code
+	}
+	return err.Error()
+}

@@ -87,6 +87,9 @@ type Message struct {
 	Binary bool
 	// Owned is set when Data does not alias the Decoder's buffer.
 	Owned bool
+	// Unchecked: Data (JSON) was not validated (Decoder.SetLazyJSON); it
+	// may be any bytes.
+	Unchecked bool
 	// Frame is the buffer of its own a large frame was read into, or a
 	// large JSON-mode Buffer was decoded into (Data aliases it); nil
 	// otherwise.
