@@ -8,9 +8,9 @@ FUZZTIME ?= 50000x
 # Every fuzz target, as package:Target. A new target must be listed here so CI runs it.
 FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go 2>/dev/null | sed 's/func //')
 
-.PHONY: test check unit load fuzz interop-deps bench compare demo
+.PHONY: test check unit load fuzz others interop-deps bench compare demo
 
-test: check unit load fuzz
+test: check unit load fuzz others
 
 # Formatting and vet: cheap, so first.
 check:
@@ -33,6 +33,12 @@ fuzz:
 		echo "fuzz $$t ($(FUZZTIME))"; \
 		$(GO) test ./internal/wire/ -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
+
+# The other systems of bench/compare.sh (gRPC, NATS, net/rpc): a module of
+# their own, so their dependencies stay out of the library's go.mod. A
+# smoke run of every scenario through the real binaries.
+others:
+	cd bench/others && $(GO) vet ./... && $(GO) test -count 1 ./...
 
 # The real Node Sockhop 1.8.4 that interop tests talk to.
 interop-deps:

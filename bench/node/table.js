@@ -14,9 +14,12 @@ if (!file) {
 
 // go-binary and go-json run with --inline (handlers on the reading
 // goroutine); go-dispatched is binary mode with the default, handlers on
-// goroutines of their own.
-const known = ["go-binary", "go-json", "go-dispatched", "node-1.8.4", "raw-go"];
-const order = ["s1", "s2seq", "s2seq-unix", "s2par", "s3", "s4", "s5"];
+// goroutines of their own. grpc, nats and netrpc are bench/others.
+const known = ["go-binary", "go-json", "go-dispatched", "node-1.8.4", "raw-go", "grpc", "nats", "netrpc"];
+// The ratio columns of go-binary over each of bench/others, shown when it
+// ran: [column, implementation].
+const others = [["bin/grpc", "grpc"], ["bin/nats", "nats"], ["bin/rpc", "netrpc"]];
+const order = ["s1", "s1-c10", "s1-c100", "s1-c1000", "s2seq", "s2seq-unix", "s2par", "s2par-c10", "s2par-c100", "s2par-c1000", "s3", "s4", "s4-c10", "s4-c1000", "s5"];
 // Node Sockhop 2.1.0 and raw Go on the reference machine (same kind, 2
 // vCPUs), for orientation: this machine's load and speed differ.
 const ref = {
@@ -84,8 +87,14 @@ const impls = known.filter((i) => scs.some((s) => med[s][i]));
 const reps = Math.max(...scs.flatMap((s) => Object.values(med[s]).map((m) => m.reps)));
 console.log(`\nMedians of ${reps} runs (p50 latency in µs). Ratios: Go JSON mode / Node 1.8.4, Go / raw Go.`);
 const disp = impls.includes("go-dispatched");
+const other = others.filter(([, i]) => impls.includes(i));
+if (other.length) {
+    console.log(`${other.map(([c]) => c).join(", ")}: go-binary's value / theirs, s5 too ` +
+        "(KB/conn, lower is better: under 1x, go-binary holds less per connection).");
+}
 const head = [pad("scenario", 11), pad("unit", 8), ...impls.map((i) => lpad(i, 16)), lpad("json/node", 10), lpad("bin/raw", 8), lpad("json/raw", 9)];
 if (disp) head.push(lpad("disp/raw", 9));
+for (const [c] of other) head.push(lpad(c, 9));
 console.log(head.join(" "));
 for (const sc of scs) {
     const m = med[sc];
@@ -94,6 +103,7 @@ for (const sc of scs) {
     const v = (i) => m[i] && m[i].value;
     row.push(lpad(ratio(v("go-json"), v("node-1.8.4")), 10), lpad(ratio(v("go-binary"), v("raw-go")), 8), lpad(ratio(v("go-json"), v("raw-go")), 9));
     if (disp) row.push(lpad(ratio(v("go-dispatched"), v("raw-go")), 9));
+    for (const [, i] of other) row.push(lpad(ratio(v("go-binary"), v(i)), 9));
     console.log(row.join(" "));
 }
 
