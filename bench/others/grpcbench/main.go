@@ -225,21 +225,7 @@ func dial(addr string) (*grpc.ClientConn, error) {
 // dialMany opens k connections, each made real by a Hello, and returns
 // what closes them.
 func dialMany(addr string, k int) ([]*grpc.ClientConn, func(), error) {
-	conns := make([]*grpc.ClientConn, 0, k)
-	closeAll := func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	for range k {
-		c, err := dial(addr)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		conns = append(conns, c)
-	}
-	return conns, closeAll, nil
+	return kit.DialMany(k, func() (*grpc.ClientConn, error) { return dial(addr) }, (*grpc.ClientConn).Close)
 }
 
 func runClient(f *kit.Flags) (*kit.Result, error) {

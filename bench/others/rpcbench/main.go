@@ -141,21 +141,7 @@ func dial(addr string) (*rpc.Client, error) {
 // dialMany opens k connections, each made real by a Hello, and returns
 // what closes them.
 func dialMany(addr string, k int) ([]*rpc.Client, func(), error) {
-	clients := make([]*rpc.Client, 0, k)
-	closeAll := func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}
-	for range k {
-		c, err := dial(addr)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		clients = append(clients, c)
-	}
-	return clients, closeAll, nil
+	return kit.DialMany(k, func() (*rpc.Client, error) { return dial(addr) }, (*rpc.Client).Close)
 }
 
 func runClient(f *kit.Flags) (*kit.Result, error) {

@@ -300,3 +300,23 @@ func (c Command) Main() {
 	r.Scenario, r.Mode, r.Transport, r.Unit = f.Scenario, c.Mode, f.Transport, units[f.Scenario]
 	r.print(&f, c.Name)
 }
+
+// DialMany opens k connections with dial and returns them with a function
+// that closes them all; on a failure it closes those already open.
+func DialMany[C any](k int, dial func() (C, error), closeOne func(C) error) ([]C, func(), error) {
+	conns := make([]C, 0, k)
+	closeAll := func() {
+		for _, c := range conns {
+			_ = closeOne(c)
+		}
+	}
+	for range k {
+		c, err := dial()
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, closeAll, nil
+}
