@@ -579,14 +579,16 @@ func TestNode2TLS(t *testing.T) {
 }
 
 // i. A write cut by inlineWriteMax while our transition line waits behind
-// it: Connect (not Start), a 2 MiB request at once, which its caller
-// writes itself until the slow Node reader makes the write stop and leave
-// the rest to the writer; the handshake finishes meanwhile, so the line
-// and the frames after it queue behind that rest. The engine before this
-// held its frames after the rest instead of after the line: the line and
-// the first frames shared a read and were lost.
+// it: Connect (not Start) to a Node server that is not reading yet, a
+// 2 MiB request, which its caller writes itself until the full socket
+// buffers make the write stop and leave the rest to the writer; then the
+// server reads, the handshake finishes, and the line and the frames after
+// it queue behind that rest. The engine before this held its frames after
+// the rest instead of after the line: the line and the first frames
+// shared a read and were lost.
 func TestNode2CutWriteBeforeLine(t *testing.T) {
-	srv := node2Server(t, "unix", shortSocketPath(t), nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true})
+	hold := make(chan struct{})
+	srv := node2Server(t, "unix", shortSocketPath(t), nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true, Hold: hold})
 	c := node2Client(t, "unix", srv.Addr().String(), ClientOptions{})
 	ctx := testCtx(t)
 	big := strings.Repeat("b", 2<<20)
@@ -596,6 +598,15 @@ func TestNode2CutWriteBeforeLine(t *testing.T) {
 		_, err := c.Request(ctx, Named{Type: "Big", Data: big})
 		replied <- err
 	}()
+	// The request is queued in JSON mode and its write was cut: the peer
+	// reads nothing yet, so nothing else can have happened.
+	eventually(t, "the request's write to be cut", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.cur != nil && c.cur.stats.leftToWriter.Load() > 0
+	})
+	equal(t, "still in JSON mode", c.State().TxBinary, false)
+	close(hold)
 	eventually(t, "the switch to binary", func() bool { return c.State().TxBinary })
 	want := []node2Want{{typ: "Big", data: []byte(`"` + big + `"`), request: true}}
 	for i := 1; i <= 3; i++ {

@@ -87,6 +87,11 @@ type Options struct {
 	// peer's transmit side switched to binary: where a Node application's
 	// 'binary_mode:tx' listener runs. It may call Send and Request.
 	OnTxBinary func(p *Peer)
+	// Hold, when set, keeps the peer from reading anything until it is
+	// closed (a process still starting up): what the other side writes
+	// meanwhile fills the socket buffers. The peer's own handshake is
+	// written at once all the same.
+	Hold <-chan struct{}
 	// IgnorePings makes the peer answer no ping. No 2.x peer does that;
 	// it stands for a peer that never proves it reads binary frames.
 	IgnorePings bool
@@ -431,6 +436,14 @@ func (p *Peer) run() {
 	p.hsSent = time.Now()
 	_ = p.write(&hs, false)
 	buf := make([]byte, ReadSize)
+	if p.o.Hold != nil {
+		select {
+		case <-p.o.Hold:
+		case <-p.closing:
+			p.ended(net.ErrClosed)
+			return
+		}
+	}
 	var delay *time.Timer
 	if p.o.ReadDelay > 0 {
 		delay = time.NewTimer(p.o.ReadDelay)
