@@ -371,6 +371,7 @@ func (c *Client) Stats() Stats {
 		st.add(c.cur.statsSnapshot())
 	}
 	c.mu.Unlock()
+	st.HookEventsDropped += c.hooks.droppedCount()
 	return st
 }
 

@@ -363,7 +363,7 @@ func (s *Server) startSession(nc net.Conn) {
 	sess.c = cn
 	cn.hooks = connHooks{
 		closed: func(err error) {
-			final := cn.statsSnapshot()
+			final := sess.Stats()
 			final.RequestsPending = 0
 			s.mu.Lock()
 			delete(s.sessions, sess.id)
@@ -452,6 +452,7 @@ func (s *Server) Stats() Stats {
 	for _, sess := range live {
 		st.add(sess.Stats())
 	}
+	st.HookEventsDropped += s.hooks.droppedCount()
 	return st
 }
 

@@ -51,7 +51,11 @@ func (s *Session) SetValue(v any) {
 func (s *Session) State() State { return s.c.state() }
 
 // Stats returns the session's counters.
-func (s *Session) Stats() Stats { return s.c.statsSnapshot() }
+func (s *Session) Stats() Stats {
+	st := s.c.statsSnapshot()
+	st.HookEventsDropped = s.hooks.droppedCount()
+	return st
+}
 
 // Err returns why the session ended, or nil while it is live.
 func (s *Session) Err() error { return s.c.err() }
