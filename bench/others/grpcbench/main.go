@@ -261,10 +261,7 @@ func runClient(f *kit.Flags) (*kit.Result, error) {
 	case "s1":
 		return kit.Timed(f, servers, kit.PerItem, func(n int) error { return oneWay(conns, n) }, nil)
 	case "s2seq", "s2par":
-		inflight := 1
-		if f.Scenario == "s2par" {
-			inflight = f.Inflight
-		}
+		inflight := f.InFlight()
 		var lat []time.Duration
 		return kit.Timed(f, servers, kit.PerItem, func(n int) error {
 			ctx, cancel := context.WithTimeout(context.Background(), kit.Wait)
@@ -317,10 +314,7 @@ func oneWay(conns []*grpc.ClientConn, n int) error {
 	if err := conns[0].Invoke(ctx, method("Count"), &kit.Empty{}, &got); err != nil {
 		return err
 	}
-	if got.Count != int64(n) {
-		return fmt.Errorf("the server counted %d widgets, %d were sent", got.Count, n)
-	}
-	return nil
+	return got.Check(n)
 }
 
 // bounded runs fn and waits kit.Wait at most for it.

@@ -191,16 +191,10 @@ func runClient(f *kit.Flags) (*kit.Result, error) {
 			if err := clients[0].Call("Bench.Count", kit.Empty{}, &got); err != nil {
 				return err
 			}
-			if got.Count != int64(n) {
-				return fmt.Errorf("the server counted %d widgets, %d were sent", got.Count, n)
-			}
-			return nil
+			return got.Check(n)
 		}, nil)
 	case "s2seq", "s2par":
-		inflight := 1
-		if f.Scenario == "s2par" {
-			inflight = f.Inflight
-		}
+		inflight := f.InFlight()
 		var lat []time.Duration
 		return kit.Timed(f, servers, kit.PerItem, func(n int) error {
 			var err error

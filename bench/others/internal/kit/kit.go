@@ -41,6 +41,14 @@ type Count struct {
 	Count int64 `json:"count"`
 }
 
+// Check reports whether the server counted the n widgets sent.
+func (c Count) Check(n int) error {
+	if c.Count != int64(n) {
+		return fmt.Errorf("the server counted %d widgets, %d were sent", c.Count, n)
+	}
+	return nil
+}
+
 // Broadcast asks the server to broadcast N widgets; BroadcastDone is its
 // reply once it has sent them all.
 type Broadcast struct {
@@ -195,6 +203,15 @@ func (f *Flags) finish() error {
 }
 
 // Args are the flags a server child gets.
+// InFlight is the requests in flight per connection: one for s2seq,
+// -inflight for s2par.
+func (f *Flags) InFlight() int {
+	if f.Scenario == "s2par" {
+		return f.Inflight
+	}
+	return 1
+}
+
 func (f *Flags) Args() []string {
 	return []string{"-scenario", f.Scenario, "-decode", string(f.Decode)}
 }
