@@ -239,7 +239,7 @@ func (c *conn) close(reason error, graceful bool) {
 			_ = c.nc.Close()
 		}
 		c.stats.failedByDisconnect.Add(uint64(c.failPending(reason)))
-		c.afterQueue(p, false)
+		c.useToken(p.token, false)
 		go c.closer(reason, graceful)
 	})
 }

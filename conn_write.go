@@ -172,9 +172,6 @@ func (c *conn) useToken(token, self bool) {
 	c.startWriter()
 }
 
-// afterQueue is useToken for pushes of the engine's own (release, close).
-func (c *conn) afterQueue(p pushed, self bool) { c.useToken(p.token, self) }
-
 // startWriter starts the writer goroutine, which takes over the token the
 // caller holds.
 func (c *conn) startWriter() {

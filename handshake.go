@@ -106,7 +106,7 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 		c.stopProof()
 		return false
 	}
-	c.afterQueue(p, false)
+	c.useToken(p.token, false)
 	return true
 }
 
@@ -135,7 +135,7 @@ func (c *conn) onPeerHandshake(m *wire.Message) {
 	ans := &wire.Message{Type: "Object", Data: reply}
 	if m.Kind == wire.Request {
 		ans.Kind, ans.ID, ans.RawID = wire.Response, m.ID, m.RawID
-		if c.txBinaryNow() && len(m.ID) > wire.CallbackIDLen {
+		if c.q.isBinary() && len(m.ID) > wire.CallbackIDLen {
 			c.reportError(newError(CodeSerializeFailed, "peer's handshake id is too long to answer in binary mode", nil))
 			return
 		}
@@ -149,8 +149,6 @@ func (c *conn) onPeerHandshake(m *wire.Message) {
 	c.hsMu.Unlock()
 	c.checkHandshake()
 }
-
-func (c *conn) txBinaryNow() bool { return c.q.isBinary() }
 
 func (c *conn) checkHandshake() {
 	c.hsMu.Lock()

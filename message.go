@@ -130,6 +130,11 @@ func (m *Message) invalid() {
 	}
 }
 
+// errNotJSON is Decode's error for data the peer sent that is not JSON.
+func (m *Message) errNotJSON(cause error) error {
+	return newError(CodeBadData, fmt.Sprintf("message of type %q: the peer sent data that is not valid JSON", m.Type), cause)
+}
+
 func kindName(request bool) string {
 	if request {
 		return "request"
@@ -153,7 +158,7 @@ func (m *Message) Decode(v any) error {
 		return newError(CodeBadData, fmt.Sprintf("message of type %q has no data", m.Type), nil)
 	}
 	if m.json.Load() == jsonInvalid {
-		return newError(CodeBadData, fmt.Sprintf("message of type %q: the peer sent data that is not valid JSON", m.Type), nil)
+		return m.errNotJSON(nil)
 	}
 	// Dynamic values (what a receiver without a struct asks for) decode
 	// without reflection, to what json.Unmarshal would store. Anything
@@ -182,7 +187,7 @@ func (m *Message) Decode(v any) error {
 		var se *json.SyntaxError
 		if errors.As(err, &se) && m.json.Load() == jsonUnchecked {
 			m.invalid()
-			return newError(CodeBadData, fmt.Sprintf("message of type %q: the peer sent data that is not valid JSON", m.Type), err)
+			return m.errNotJSON(err)
 		}
 		return newError(CodeBadData, fmt.Sprintf("decoding %q message into %T", m.Type, v), err)
 	}
@@ -217,7 +222,7 @@ func (m *Message) String() string {
 	if m.isBytes {
 		kind = "bytes"
 	}
-	return fmt.Sprintf("%s message %q (%d %s)", map[bool]string{true: "request", false: "plain"}[m.IsRequest()], m.Type, len(m.data), kind)
+	return fmt.Sprintf("%s message %q (%d %s)", kindName(m.IsRequest()), m.Type, len(m.data), kind)
 }
 
 // Reply answers a request with v (typed as Send would type it; []byte

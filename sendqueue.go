@@ -249,8 +249,7 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		}
 		seg := q.encode(getFrame(size)[:0], m)
 		dst.push(seg, true)
-		q.n += len(seg)
-		q.noteN()
+		q.addN(len(seg))
 	} else {
 		if len(dst.open) > 0 && len(dst.open)+size > openMax {
 			dst.seal()
@@ -258,8 +257,7 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		}
 		k := len(dst.open)
 		dst.open = q.encode(dst.openBuf(), m)
-		q.n += len(dst.open) - k
-		q.noteN()
+		q.addN(len(dst.open) - k)
 	}
 	q.count()
 	return q.afterAdd(wantToken)
@@ -376,8 +374,7 @@ func (q *sendQueue) pushShared(json, frame []byte, frameErr error) (pushed, erro
 	} else {
 		dst.push(b, false)
 	}
-	q.n += len(b)
-	q.noteN()
+	q.addN(len(b))
 	q.count()
 	return q.afterAdd(true), nil
 }
@@ -401,8 +398,7 @@ func (q *sendQueue) switchToBinary(barrier bool, tp tokenPolicy) (bool, pushed) 
 	}
 	k := len(q.ready.open)
 	q.ready.open = wire.AppendJSONLine(q.ready.openBuf(), &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, q.term)
-	q.n += len(q.ready.open) - k
-	q.noteN()
+	q.addN(len(q.ready.open) - k)
 	q.count()
 	q.binary = true
 	q.ready.seal() // the line ends a segment, so a take can stop after it
@@ -457,14 +453,15 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 		q.checkFinished()
 		return batch, owned, false
 	}
+	taken := 0
 	for i, seg := range q.ready.list[:k] {
 		batch = append(batch, seg)
 		if q.ready.owned[i] {
 			owned = append(owned, seg)
 		}
-		q.n -= len(seg)
+		taken += len(seg)
 	}
-	q.noteN()
+	q.addN(-taken)
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
 	q.ready.list = q.ready.list[:rest]
@@ -518,8 +515,7 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	}
 	q.ready.seal()
 	for _, b := range rest {
-		q.n += len(b)
-		q.noteN()
+		q.addN(len(b))
 	}
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
@@ -579,8 +575,8 @@ func (q *sendQueue) abort() {
 	q.closed, q.aborted, q.holding = true, true, false
 	q.ready.drop()
 	q.held.drop()
-	q.n, q.stopAt = 0, 0
-	q.noteN()
+	q.addN(-q.n)
+	q.stopAt = 0
 	if q.waiters > 0 {
 		close(q.space)
 		q.space = make(chan struct{})
@@ -597,8 +593,11 @@ func (q *sendQueue) checkFinished() {
 	}
 }
 
-// noteN mirrors n > max into over; q.mu held.
-func (q *sendQueue) noteN() { q.over.Store(q.n > q.max) }
+// addN changes the bytes queued and its mirror for overLimit; q.mu held.
+func (q *sendQueue) addN(d int) {
+	q.n += d
+	q.over.Store(q.n > q.max)
+}
 
 // overLimit reports whether more than max bytes are queued or held (as of
 // the last change: the reader uses it as a hint per message).

@@ -162,7 +162,7 @@ func (c *conn) releaseProof(proven bool) {
 	}
 	c.prMu.Unlock()
 	if was {
-		c.afterQueue(c.q.release(), false)
+		c.useToken(c.q.release().token, false)
 	}
 }
 
