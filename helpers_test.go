@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -89,6 +90,27 @@ func testCtx(t *testing.T) context.Context {
 // connection's goroutines.
 func fastOpts() ConnOptions {
 	return ConnOptions{HandshakeTimeout: 3 * time.Second}
+}
+
+// smallSendBuffer is a ClientOptions.Dial that gives the socket a kernel
+// send buffer of size bytes (SO_SNDBUF, which also stops the kernel growing
+// it): tests of what happens when a write cannot finish at once must not
+// depend on how much the machine's buffers absorb.
+func smallSendBuffer(size int) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if b, ok := nc.(interface{ SetWriteBuffer(int) error }); ok {
+			if err := b.SetWriteBuffer(size); err != nil {
+				nc.Close()
+				return nil, err
+			}
+		}
+		return nc, nil
+	}
 }
 
 // silentOpts are connection options for tests that wait for a handshake to

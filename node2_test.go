@@ -589,7 +589,7 @@ func TestNode2TLS(t *testing.T) {
 func TestNode2CutWriteBeforeLine(t *testing.T) {
 	hold := make(chan struct{})
 	srv := node2Server(t, "unix", shortSocketPath(t), nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true, Hold: hold})
-	c := node2Client(t, "unix", srv.Addr().String(), ClientOptions{})
+	c := node2Client(t, "unix", srv.Addr().String(), ClientOptions{Dial: smallSendBuffer(64 << 10)})
 	ctx := testCtx(t)
 	big := strings.Repeat("b", 2<<20)
 	noErr(t, c.Connect(ctx))

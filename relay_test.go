@@ -24,11 +24,16 @@ type relay struct {
 	delay, jitter atomic.Int64 // time.Duration
 	// rate, when set, limits each direction to rate bytes a second (a
 	// slow link: what the sender writes beyond the buffers waits).
-	rate  atomic.Int64
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-	done  chan struct{} // closed by close
+	rate atomic.Int64
+	// rcvBuf, when set, is the kernel receive
+	// buffer of the relay's client side (SO_RCVBUF, which also stops the
+	// kernel growing it): with it a slow link holds back a bounded amount,
+	// whatever the machine's autotuning allows.
+	rcvBuf atomic.Int64
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+	done   chan struct{} // closed by close
 }
 
 func newRelay(t *testing.T, target string, split int) *relay {
@@ -54,6 +59,9 @@ func (r *relay) accept() {
 		if r.blackhole.Load() { // a dead path: nothing gets through
 			in.Close()
 			continue
+		}
+		if tc, ok := in.(*net.TCPConn); ok && r.rcvBuf.Load() > 0 {
+			tc.SetReadBuffer(int(r.rcvBuf.Load()))
 		}
 		out, err := net.DialTimeout("tcp", r.target, time.Second)
 		if err != nil {

@@ -118,7 +118,13 @@ func TestSlowPeerLargeBuffer(t *testing.T) {
 	srv.Handle("Sync", func(ctx context.Context, m *Message) error { return m.Reply(ctx, 0) })
 	rl := newRelay(t, srv.Addr().String(), 0)
 	rl.rate.Store(32 << 20)
-	c := NewClient(ClientOptions{Addr: rl.addr(), ConnOptions: fastOpts()})
+	// Small kernel buffers on both ends of the slow link: what the link
+	// can take in inlineWriteMax (its 512 KiB of chunks, 64 KiB buffers and
+	// 160 KiB forwarded) is well under 3 MiB on any machine; left to
+	// autotuning, loopback buffers can grow to several MiB and absorb the
+	// whole buffer at once.
+	rl.rcvBuf.Store(64 << 10)
+	c := NewClient(ClientOptions{Addr: rl.addr(), Dial: smallSendBuffer(64 << 10), ConnOptions: fastOpts()})
 	ctx := testCtx(t)
 	noErr(t, c.Start(ctx))
 	defer c.Close()
