@@ -355,6 +355,28 @@ func (c *Client) Request(ctx context.Context, v any) (*Message, error) {
 	return c.request(ctx, body, false)
 }
 
+// RequestFunc sends v as a callback request and returns without waiting
+// for the reply: fn is called exactly once with the reply, or with the
+// error that ended the wait (ctx ended: the deadline is the timeout; the
+// connection ended: ErrDisconnected). If RequestFunc returns an error the
+// request was not sent and fn is never called.
+//
+// Many requests can be in flight from one goroutine, as with net/rpc's
+// Go: the pattern for pipelining without a goroutine per request. fn
+// usually runs on the goroutine that reads the connection, so a reply
+// costs no goroutine wake-up; while fn runs nothing else is read from
+// the connection. fn must therefore return quickly and must not wait for
+// anything the connection has yet to read (a Request on the same
+// connection would wait out its ctx): hand longer work to a goroutine of
+// your own. The Message is fn's to keep.
+func (c *Client) RequestFunc(ctx context.Context, v any, fn func(*Message, error)) error {
+	body, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	return c.requestFunc(ctx, body, false, fn)
+}
+
 // RequestTyped sends a typed buffer as a callback request.
 func (c *Client) RequestTyped(ctx context.Context, typ string, b []byte) (*Message, error) {
 	if err := checkTyped(typ); err != nil {

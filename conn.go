@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -123,7 +124,9 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, log *slog.Logger, serve
 	c.dec.SetLazyJSON(true)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.inlineCtx = context.WithValue(c.ctx, inlineKey{}, c)
-	c.pendingTable.init()
+	c.pendingTable.init(func(v any) {
+		c.reportError(newError(CodeProtocol, fmt.Sprintf("RequestFunc function panicked: %v", v), nil))
+	})
 	c.handshakeState.init()
 	if !o.CompatibilityMode {
 		c.dec.SetLimit(o.MaxPreHandshakeSize) // raised when the handshake ends

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"sync"
 	"time"
 
 	"github.com/sockhop/sockhop-go"
@@ -137,6 +138,46 @@ func Example_remoteCallback() {
 	_ = reply.Decode(&s)
 	fmt.Println(reply.Type, s)
 	// Output: String I got your message!
+}
+
+// Many requests in flight from one goroutine, the replies handed to a
+// function (Node: c.send(obj, callback) in a loop). The function runs on
+// the goroutine that reads the connection, so it only records the answer;
+// here a WaitGroup tells when all have come.
+func Example_pipelinedRequests() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	srv.Handle("Number", func(ctx context.Context, m *sockhop.Message) error {
+		var n int
+		if err := m.Decode(&n); err != nil {
+			return err
+		}
+		return m.Reply(ctx, n*n)
+	})
+	c, done := pair(srv, sockhop.ClientOptions{})
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	squares := make([]int, 5)
+	var wg sync.WaitGroup
+	for i := range squares {
+		wg.Add(1)
+		err := c.RequestFunc(ctx, i, func(reply *sockhop.Message, err error) {
+			defer wg.Done()
+			if err == nil {
+				err = reply.Decode(&squares[i])
+			}
+			if err != nil {
+				squares[i] = -1
+			}
+		})
+		if err != nil { // not sent: the function will not be called
+			wg.Done()
+			log.Print(err)
+		}
+	}
+	wg.Wait()
+	fmt.Println(squares)
+	// Output: [0 1 4 9 16]
 }
 
 // A session that must verify itself: the server drops any connection that

@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -14,8 +15,45 @@ import (
 // the connection ends.
 type pendingTable struct {
 	pmu     sync.Mutex
-	pending map[string]chan reqResult
+	pending map[string]waiter
 	failed  error // set once the connection ended
+	// panicked reports a RequestFunc function that panicked: it runs on
+	// our goroutines, which must live on (as a handler's panic).
+	panicked func(any)
+}
+
+// waiter is how a request's caller gets its reply: a 1-buffered channel
+// its goroutine waits on (Request), or a function called on the goroutine
+// that has the reply in hand (RequestFunc), with stop to cancel the
+// function's timeout. Whoever removes the entry from the table hands over
+// the result, so it is handed over exactly once.
+type waiter struct {
+	ch   chan reqResult
+	fn   func(*Message, error)
+	stop func() bool
+}
+
+// hand gives r to w; the entry is already out of the table.
+func (p *pendingTable) hand(w waiter, r reqResult) {
+	if w.fn == nil {
+		w.ch <- r // 1-buffered, sent once
+		return
+	}
+	if w.stop != nil {
+		w.stop()
+	}
+	p.call(w.fn, r)
+}
+
+// call runs a RequestFunc function, reporting a panic instead of ending
+// the goroutine, the reader's included.
+func (p *pendingTable) call(fn func(*Message, error), r reqResult) {
+	defer func() {
+		if v := recover(); v != nil && p.panicked != nil {
+			p.panicked(v)
+		}
+	}()
+	fn(r.m, r.err)
 }
 
 type reqResult struct {
@@ -23,31 +61,39 @@ type reqResult struct {
 	err error
 }
 
-func (p *pendingTable) init() { p.pending = make(map[string]chan reqResult) }
+func (p *pendingTable) init(panicked func(any)) {
+	p.pending = make(map[string]waiter)
+	p.panicked = panicked
+}
 
 // deliver hands a reply to its waiting caller; false if nobody waits.
 func (p *pendingTable) deliver(id string, m *Message) bool {
 	p.pmu.Lock()
-	ch, ok := p.pending[id]
+	w, ok := p.pending[id]
 	delete(p.pending, id)
 	p.pmu.Unlock()
 	if ok {
-		ch <- reqResult{m: m} // 1-buffered, sent once
+		p.hand(w, reqResult{m: m})
 	}
 	return ok
 }
 
 // failPending fails every waiting request and returns how many there were.
+// Functions are called after the table's lock is released: they are the
+// application's code.
 func (p *pendingTable) failPending(reason error) int {
 	p.pmu.Lock()
-	defer p.pmu.Unlock()
 	p.failed = reason
-	n := len(p.pending)
-	for id, ch := range p.pending {
-		ch <- reqResult{err: fmt.Errorf("%w before the reply came: %w", ErrDisconnected, reason)}
+	ws := make([]waiter, 0, len(p.pending))
+	for id, w := range p.pending {
+		ws = append(ws, w)
 		delete(p.pending, id)
 	}
-	return n
+	p.pmu.Unlock()
+	for _, w := range ws {
+		p.hand(w, reqResult{err: fmt.Errorf("%w before the reply came: %w", ErrDisconnected, reason)})
+	}
+	return len(ws)
 }
 
 func (p *pendingTable) pendingCount() int {
@@ -58,7 +104,7 @@ func (p *pendingTable) pendingCount() int {
 
 // register adds a waiting request under id and says whether it is the only
 // one waiting.
-func (c *conn) register(id string, ch chan reqResult) (alone bool, err error) {
+func (c *conn) register(id string, w waiter) (alone bool, err error) {
 	c.pmu.Lock()
 	defer c.pmu.Unlock()
 	if c.failed != nil {
@@ -68,15 +114,22 @@ func (c *conn) register(id string, ch chan reqResult) (alone bool, err error) {
 		c.stats.limits.Add(1)
 		return false, newError(CodeTooManyRequests, fmt.Sprintf("%d requests already wait for replies on this connection (MaxPendingRequests)", c.o.MaxPendingRequests), nil)
 	}
-	c.pending[id] = ch
+	c.pending[id] = w
 	return len(c.pending) == 1, nil
 }
 
-// forget removes a request that will not be waited for any more.
-func (c *conn) forget(id string) {
+// forget removes a request that will not be waited for any more, with its
+// timeout, and says whether it was still there (then nobody else will hand
+// it a result).
+func (c *conn) forget(id string) bool {
 	c.pmu.Lock()
+	w, ok := c.pending[id]
 	delete(c.pending, id)
 	c.pmu.Unlock()
+	if ok && w.stop != nil {
+		w.stop()
+	}
+	return ok
 }
 
 // request sends body as a callback request and waits for the reply, for
@@ -88,10 +141,24 @@ func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Me
 	}
 	id := wire.NewUUID()
 	ch := make(chan reqResult, 1)
-	alone, err := c.register(id, ch)
-	if err != nil {
+	if err := c.sendRequest(ctx, body, typed, id, waiter{ch: ch}); err != nil {
 		return nil, err
 	}
+	return c.await(ctx, id, ch, body.Type)
+}
+
+// sendRequest registers w under id and sends body as request id.
+func (c *conn) sendRequest(ctx context.Context, body *wire.Message, typed bool, id string, w waiter) error {
+	alone, err := c.register(id, w)
+	if err != nil {
+		return err
+	}
+	return c.sendRegistered(ctx, body, typed, id, alone)
+}
+
+// sendRegistered sends body as request id, registered already; alone says
+// it is the only request in flight.
+func (c *conn) sendRegistered(ctx context.Context, body *wire.Message, typed bool, id string, alone bool) error {
 	body.Kind, body.ID = wire.Request, id
 	// A request alone in flight is written by its caller, who waits
 	// anyway: no goroutine wake-up on the way out. With others in flight
@@ -103,9 +170,62 @@ func (c *conn) request(ctx context.Context, body *wire.Message, typed bool) (*Me
 	}
 	if err := c.send(ctx, body, typed, how); err != nil {
 		c.forget(id)
-		return nil, err
+		return err
 	}
-	return c.await(ctx, id, ch, body.Type)
+	return nil
+}
+
+// requestFunc sends body as a callback request and returns; fn gets the
+// reply, or the error that ended the wait, exactly once (see
+// Client.RequestFunc). It fails without calling fn if the request could
+// not be sent.
+func (c *conn) requestFunc(ctx context.Context, body *wire.Message, typed bool, fn func(*Message, error)) error {
+	if fn == nil {
+		return errNoFunc
+	}
+	if err := ctx.Err(); err != nil {
+		return noReplyErr(body.Type, err)
+	}
+	id := wire.NewUUID()
+	alone, err := c.register(id, waiter{fn: fn})
+	if err != nil {
+		return err
+	}
+	if ctx.Done() != nil {
+		c.armTimeout(ctx, id, body.Type, fn)
+	}
+	return c.sendRegistered(ctx, body, typed, id, alone)
+}
+
+// armTimeout fails request id with fn when ctx ends first. It is armed
+// after the entry is in the table, so the timeout always finds it unless
+// the result was handed over already: whoever takes the entry out of the
+// table first, the reply, the end of the connection or this, hands over
+// the result.
+func (c *conn) armTimeout(ctx context.Context, id, typ string, fn func(*Message, error)) {
+	stop := context.AfterFunc(ctx, func() {
+		if c.forget(id) {
+			c.stats.timedOut.Add(1)
+			c.call(fn, reqResult{err: noReplyErr(typ, ctx.Err())})
+		}
+	})
+	c.pmu.Lock()
+	w, ok := c.pending[id]
+	if ok {
+		w.stop = stop
+		c.pending[id] = w
+	}
+	c.pmu.Unlock()
+	if !ok {
+		stop() // handed over already
+	}
+}
+
+var errNoFunc = errors.New("sockhop: RequestFunc needs a function to call with the reply (it was nil)")
+
+// noReplyErr is the error of a request whose ctx ended before its reply.
+func noReplyErr(typ string, cause error) error {
+	return fmt.Errorf("sockhop: request %q got no reply: %w", typ, cause)
 }
 
 // await waits for the reply to request id.
@@ -121,6 +241,6 @@ func (c *conn) await(ctx context.Context, id string, ch chan reqResult, typ stri
 		default:
 		}
 		c.stats.timedOut.Add(1)
-		return nil, fmt.Errorf("sockhop: request %q got no reply: %w", typ, ctx.Err())
+		return nil, noReplyErr(typ, ctx.Err())
 	}
 }

@@ -227,7 +227,7 @@ func (c *Client) flushBuffer(cn *conn) {
 func (c *Client) writeHeld(ctx context.Context, cn *conn, it *heldMsg) error {
 	body := it.body
 	if it.req != nil {
-		if _, err := cn.register(it.req.id, it.req.ch); err != nil {
+		if _, err := cn.register(it.req.id, waiter{ch: it.req.ch}); err != nil {
 			it.req.ch <- reqResult{err: err}
 			return err
 		}
@@ -296,6 +296,30 @@ func (c *Client) request(ctx context.Context, body wire.Message, typed bool) (*M
 	if !held {
 		return cn.request(ctx, &body, typed)
 	}
+	return c.awaitHeld(ctx, req, body.Type)
+}
+
+// requestFunc is request with the reply handed to fn (Client.RequestFunc).
+func (c *Client) requestFunc(ctx context.Context, body wire.Message, typed bool, fn func(*Message, error)) error {
+	if fn == nil {
+		return errNoFunc
+	}
+	req := &heldReq{id: wire.NewUUID(), ch: make(chan reqResult, 1)}
+	cn, held, err := c.route(&body, typed, req)
+	if err != nil {
+		return err
+	}
+	if !held {
+		return cn.requestFunc(ctx, &body, typed, fn)
+	}
+	// Held while reconnecting: rare, and a goroutine per request waits
+	// as Request's caller would.
+	go func() { fn(c.awaitHeld(ctx, req, body.Type)) }()
+	return nil
+}
+
+// awaitHeld waits for the reply to a request held while reconnecting.
+func (c *Client) awaitHeld(ctx context.Context, req *heldReq, typ string) (*Message, error) {
 	select {
 	case r := <-req.ch:
 		return r.m, r.err
@@ -322,5 +346,5 @@ func (c *Client) request(ctx context.Context, body wire.Message, typed bool) (*M
 		return r.m, r.err
 	default:
 	}
-	return nil, fmt.Errorf("sockhop: request %q got no reply (held while reconnecting): %w", body.Type, ctx.Err())
+	return nil, fmt.Errorf("sockhop: request %q got no reply (held while reconnecting): %w", typ, ctx.Err())
 }

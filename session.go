@@ -77,6 +77,17 @@ func (s *Session) Request(ctx context.Context, v any) (*Message, error) {
 	return requestValue(ctx, s.c, v)
 }
 
+// RequestFunc sends v as a callback request without waiting for the
+// reply; fn gets the reply or the error, exactly once (see
+// Client.RequestFunc).
+func (s *Session) RequestFunc(ctx context.Context, v any, fn func(*Message, error)) error {
+	body, err := encodeValue(v)
+	if err != nil {
+		return err
+	}
+	return s.c.requestFunc(ctx, &body, false, fn)
+}
+
 // RequestTyped sends a typed buffer as a callback request.
 func (s *Session) RequestTyped(ctx context.Context, typ string, b []byte) (*Message, error) {
 	if err := checkTyped(typ); err != nil {

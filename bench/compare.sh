@@ -14,11 +14,14 @@
 #   CLIENTS=1 bench/compare.sh          # also s1, s2par and s4 at 10, 100
 #                                       # and 1,000 connections (long)
 #
-# go-binary and go-json run `sockhop bench --inline`: handlers on the
-# reading goroutine (ConnOptions.InlineHandlers), as in raw Go's loop; the
-# bench's handlers never block. go-dispatched is binary mode with the
-# library's default, handlers on goroutines of their own (one goroutine
-# hand-off per message; blocking handlers allowed).
+# go-binary and go-json run `sockhop bench --inline --pipelined`: handlers
+# on the reading goroutine (ConnOptions.InlineHandlers), and s2par's
+# requests kept in flight by one goroutine per connection with
+# Client.RequestFunc, as in raw Go's loop; the bench's handlers never
+# block. go-dispatched is binary mode with the library's defaults:
+# handlers on goroutines of their own (one goroutine hand-off per message;
+# blocking handlers allowed) and a goroutine per request in flight, each
+# calling Request.
 #
 # Receivers decode every object fully, into a struct by default on every
 # Go side (DECODE=map: into a map, as Node's JSON.parse does), so that the
@@ -100,8 +103,8 @@ run() { # impl scenario
 	local a
 	a=$(args_for "$2")
 	case $1 in
-	go-binary) "$tmp/sockhop" bench --json --no-progress --inline --mode binary --decode "$DECODE" $a ;;
-	go-json) "$tmp/sockhop" bench --json --no-progress --inline --mode json --decode "$DECODE" $a ;;
+	go-binary) "$tmp/sockhop" bench --json --no-progress --inline --pipelined --mode binary --decode "$DECODE" $a ;;
+	go-json) "$tmp/sockhop" bench --json --no-progress --inline --pipelined --mode json --decode "$DECODE" $a ;;
 	go-dispatched) "$tmp/sockhop" bench --json --no-progress --mode binary --decode "$DECODE" $a ;;
 	node-1.8.4) node bench/node/bench.js --json $a ;;
 	raw-go) "$tmp/rawgo" -json -decode "$DECODE" $a ;;

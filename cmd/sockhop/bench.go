@@ -65,7 +65,7 @@ type benchFlags struct {
 	scenario, mode, transport, decode string
 	n, inflight, clients, size, port  int
 	json, noProgress, noRelease       bool
-	inline                            bool
+	inline, pipelined                 bool
 }
 
 // benchScenario is one thing bench can measure.
@@ -133,6 +133,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.size, "size", 1<<20, "buffer size in `BYTES` for s3")
 	fs.StringVar(&f.decode, "decode", "struct", "receivers decode each object into a `struct|map`")
 	fs.BoolVar(&f.noRelease, "no-release", false, "s3: the receiving handler leaves its buffers to the GC instead of calling Message.Release")
+	fs.BoolVar(&f.pipelined, "pipelined", false, "s2par: one goroutine per connection keeps the --inflight requests in flight with Client.RequestFunc (as raw Go's loop does), instead of a goroutine per request calling Request")
 	fs.BoolVar(&f.inline, "inline", false, "handlers on both sides run on the reading goroutine (ConnOptions.InlineHandlers)")
 	fs.IntVar(&f.port, "port", 0, "TCP port for the server (0: a free one)")
 	fs.BoolVar(&f.json, "json", false, "print the result as one JSON line")

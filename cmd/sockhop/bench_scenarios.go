@@ -127,6 +127,9 @@ func benchRequests(ctx context.Context, b *bench) (*benchResult, error) {
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		errs := make(chan error, inflight*len(cs))
+		if b.f.pipelined && inflight > 1 {
+			return pipelinedPass(ctx, b, cs, inflight, n, lat, toMap)
+		}
 		for _, c := range cs {
 			for range inflight {
 				wg.Add(1)
@@ -172,6 +175,58 @@ func benchRequests(ctx context.Context, b *bench) (*benchResult, error) {
 	r.P50 = ptr(round(float64(lat[len(lat)/2].Nanoseconds())/1e3, 1))
 	r.P99 = ptr(round(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, 1))
 	return r, nil
+}
+
+// pipelinedPass is s2par with --pipelined: on each connection one
+// goroutine keeps inflight requests in flight with RequestFunc, whose
+// function runs on the connection's reading goroutine, as raw Go's loop
+// writes from one goroutine and reads the replies on another.
+func pipelinedPass(ctx context.Context, b *bench, cs []*sockhop.Client, inflight, n int, lat []time.Duration, toMap bool) error {
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var calls sync.WaitGroup
+			defer calls.Wait()
+			sem := make(chan struct{}, inflight)
+			w := benchWidget{Name: "widget", Vals: []int{1, 2, 3}}
+			for failed.Load() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				sem <- struct{}{}
+				w.Seq = i
+				start := time.Now()
+				calls.Add(1)
+				err := c.RequestFunc(ctx, widgetMsg(w), func(reply *sockhop.Message, err error) {
+					defer calls.Done()
+					if err == nil {
+						err = checkAck(reply, i, toMap)
+					}
+					lat[i] = time.Since(start)
+					<-sem
+					if err != nil {
+						failed.CompareAndSwap(nil, &err)
+						return
+					}
+					b.prog.add(1)
+				})
+				if err != nil {
+					calls.Done()
+					failed.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // checkAck decodes a reply fully and checks that it answers request seq.
