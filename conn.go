@@ -113,6 +113,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, log *slog.Logger, serve
 		dispatchDone: make(chan struct{}),
 		finished:     make(chan struct{}),
 	}
+	c.q.maxSend = o.MaxSendSize
 	_, isTLS := nc.(*tls.Conn)
 	c.cuttable = !isTLS
 	c.work = make(chan *Message)

@@ -28,7 +28,10 @@ func (c *conn) readLoop() {
 				}
 				continue
 			}
-			if errors.Is(err, wire.ErrMessageTooLarge) {
+			if se := (*wire.SizeError)(nil); errors.As(err, &se) {
+				if se.Limit != c.o.MaxMessageSize && se.Limit == c.o.MaxPreHandshakeSize {
+					se.Option = "MaxPreHandshakeSize"
+				}
 				c.stats.limits.Add(1)
 				err = newError(CodeMessageTooLarge, fmt.Sprintf("peer %s disconnected", c.remote()), err)
 				c.reportError(err)

@@ -57,6 +57,11 @@ const inlineWriteMax = 5 * time.Millisecond
 // or the connection closes. typed marks a typed buffer, which needs binary
 // mode; how says who writes it.
 func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHow) error {
+	if err := overSendLimit(m, c.o.MaxSendSize, true); err != nil {
+		return err // too large even as a frame, its smallest form (the
+		// queue checks the mode it is queued in; a large buffer written
+		// from the caller's memory is a frame)
+	}
 	if how != reply && m.Bytes && len(m.Data) >= largeMsg && c.cuttable && wire.CheckFrame(m) == nil && c.q.takeDirect() {
 		return c.writeDirect(m)
 	}
@@ -131,7 +136,7 @@ func (c *conn) sendControl(m *wire.Message, byReader bool) {
 // sendEncoded queues bytes already encoded for each mode (a broadcast). It
 // never waits: a session whose queue is full is cut off.
 func (c *conn) sendEncoded(enc *encodedPair) error {
-	p, err := c.q.pushShared(enc.json, enc.frame, enc.frameErr)
+	p, err := c.q.pushShared(enc.typ, enc.json, enc.frame, enc.frameErr)
 	if err != nil {
 		return err
 	}
@@ -149,12 +154,13 @@ func (c *conn) sendEncoded(enc *encodedPair) error {
 
 // encodedPair is one message encoded once for each transmit mode.
 type encodedPair struct {
+	typ         string
 	json, frame []byte
 	frameErr    error
 }
 
 func encodePair(m *wire.Message, term []byte) *encodedPair {
-	p := &encodedPair{json: wire.AppendJSONLine(nil, m, term)}
+	p := &encodedPair{typ: m.Type, json: wire.AppendJSONLine(nil, m, term)}
 	p.frame, p.frameErr = wire.AppendFrame(nil, m)
 	return p
 }

@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"errors"
+	"fmt"
 	"net"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
@@ -60,10 +61,36 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is reports whether target is an *Error with the same Code.
+// Is reports whether target is an *Error with the same Code, or
+// ErrMessageTooLarge for the code CodeMessageTooLarge.
 func (e *Error) Is(target error) bool {
+	if target == ErrMessageTooLarge {
+		return e.Code == CodeMessageTooLarge
+	}
 	t, ok := target.(*Error)
 	return ok && t.Code == e.Code
+}
+
+// overSendLimit refuses m when, sent in the given mode, it is over limit
+// (MaxSendSize; <= 0: none), counted as the peer's limit counts it.
+func overSendLimit(m *wire.Message, limit int, binary bool) error {
+	if limit <= 0 {
+		return nil
+	}
+	if n := wire.SentSize(m, binary); n > limit {
+		return tooLargeToSend(m.Type, n, limit, binary)
+	}
+	return nil
+}
+
+// tooLargeToSend is the error of a message over MaxSendSize; size is what
+// the peer's limit would see in the mode it was checked for.
+func tooLargeToSend(typ string, size, limit int, binary bool) error {
+	form := "a JSON line"
+	if binary {
+		form = "a frame payload"
+	}
+	return newError(CodeMessageTooLarge, fmt.Sprintf("%q message of %d bytes (as %s) is over MaxSendSize (%d bytes); nothing was sent. A peer with the default MaxMessageSize would drop the connection: send it in parts, or raise MaxSendSize if the peer accepts more (Node has no limit)", typ, size, form, limit), nil)
 }
 
 // Sentinels for errors.Is. Errors returned by this package wrap them or are

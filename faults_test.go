@@ -98,13 +98,15 @@ func readUntil(t *testing.T, c net.Conn, s string) string {
 // with ErrMessageTooLarge, while another client carries on.
 func TestOversizeClosesOnlyThatConnection(t *testing.T) {
 	var log errLog
-	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts(), OnError: log.add})
+	so := ServerOptions{ConnOptions: fastOpts(), OnError: log.add}
+	so.MaxMessageSize = 64 << 10
+	srv := startServer(t, transports[0], so)
 	srv.Handle("Echo", func(ctx context.Context, m *Message) error { return m.Reply(ctx, m.JSON()) })
 	healthy := startClient(t, transports[0], srv, ClientOptions{ConnOptions: fastOpts()})
 
 	endless := func(raw net.Conn) {
 		chunk := []byte(strings.Repeat("a", 16<<10))
-		for range 16 { // 256 KiB, four times the pre-handshake limit
+		for range 16 { // 256 KiB, four times the limit
 			if _, err := raw.Write(chunk); err != nil {
 				return // closed by the server, as it should
 			}

@@ -21,7 +21,6 @@ const (
 	DefaultConnectTimeout        = 5 * time.Second
 	DefaultHandshakeTimeout      = 3 * time.Second
 	DefaultMaxMessageSize        = wire.DefaultMaxMessage
-	DefaultMaxPreHandshakeSize   = 64 << 10
 	DefaultMaxQueueBytes         = 8 << 20
 	DefaultMaxInboxBytes         = 8 << 20
 	DefaultWriteTimeout          = 10 * time.Second
@@ -56,9 +55,22 @@ type ConnOptions struct {
 	// 4 MiB). The reference has no limit; a bigger message closes the
 	// connection with ErrMessageTooLarge.
 	MaxMessageSize int
-	// MaxPreHandshakeSize limits one received message while the handshake is
-	// still running (default 64 KiB).
+	// MaxPreHandshakeSize, when set below MaxMessageSize, limits one
+	// received message until the handshake has ended (default: the same as
+	// MaxMessageSize). Hardening for servers that face untrusted networks,
+	// next to DropFailedHandshake and IdleTimeout: it also cuts legitimate
+	// peers that send large messages early, a 2.x client that calls
+	// connect() rather than start(), and every 1.x peer during its first
+	// HandshakeTimeout (1.x peers never handshake).
 	MaxPreHandshakeSize int
+	// MaxSendSize limits one message this side sends, counted as the peer's
+	// MaxMessageSize counts it (the JSON line, or the frame's payload):
+	// Send, Request, Reply and SendAll refuse a bigger one with
+	// ErrMessageTooLarge before anything is written, instead of letting the
+	// peer drop the connection. Default: MaxMessageSize, so that two
+	// default peers agree; raise it on its own for peers with larger
+	// limits (Node has none); negative: no limit.
+	MaxSendSize int
 	// MaxQueueBytes bounds the bytes queued for writing (default 8 MiB).
 	// Send blocks while the queue is full until its ctx ends.
 	MaxQueueBytes int
@@ -135,7 +147,8 @@ func (o *ConnOptions) setDefaults() error {
 	def(&o.WriteTimeout, DefaultWriteTimeout)
 	def(&o.TransitionProofTimeout, o.HandshakeTimeout)
 	defInt(&o.MaxMessageSize, DefaultMaxMessageSize)
-	defInt(&o.MaxPreHandshakeSize, DefaultMaxPreHandshakeSize)
+	defInt(&o.MaxPreHandshakeSize, o.MaxMessageSize)
+	defInt(&o.MaxSendSize, o.MaxMessageSize)
 	defInt(&o.MaxQueueBytes, DefaultMaxQueueBytes)
 	defInt(&o.MaxInboxBytes, DefaultMaxInboxBytes)
 	defInt(&o.MaxConcurrentRequests, DefaultMaxConcurrentRequests)

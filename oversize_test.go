@@ -101,15 +101,18 @@ func TestOversizeRejectionIsCheap(t *testing.T) {
 	}
 	s.waitTooLarge(t, 2*n)
 
-	// Lines over the pre-handshake limit, on a server that handshakes.
+	// Lines over the pre-handshake limit (the opt-in hardening), on a
+	// server that handshakes.
+	const preLimit = 64 << 10
 	po := ServerOptions{ConnOptions: fastOpts()}
+	po.MaxPreHandshakeSize = preLimit
 	hs := newOversizeServer(t, po)
-	line := []byte(strings.Repeat("x", DefaultMaxPreHandshakeSize+1) + "\n")
+	line := []byte(strings.Repeat("x", preLimit+1) + "\n")
 	for range n {
 		worst = max(worst, attack(t, hs.srv.Addr().String(), line))
 	}
 	hs.waitTooLarge(t, n)
-	if hs.maxRead > DefaultMaxPreHandshakeSize+96<<10 {
+	if hs.maxRead > preLimit+96<<10 {
 		t.Fatalf("server read %d bytes of a connection before refusing its line", hs.maxRead)
 	}
 	growth := int64(heapInUse()) - int64(base)
@@ -143,6 +146,7 @@ func TestEndlessLine(t *testing.T) {
 		o := ServerOptions{ConnOptions: fastOpts()}
 		o.CompatibilityMode = compat // compat: no handshake, the full limit from the start
 		o.MaxMessageSize = 1 << 20
+		o.MaxPreHandshakeSize = 64 << 10 // the opt-in hardening; ignored in compat
 		s := newOversizeServer(t, o)
 		c, err := net.Dial("tcp", s.srv.Addr().String())
 		noErr(t, err)
@@ -160,7 +164,7 @@ func TestEndlessLine(t *testing.T) {
 		took := time.Since(begin)
 		c.Close()
 		s.waitTooLarge(t, 1)
-		limit := DefaultMaxPreHandshakeSize
+		limit := o.MaxPreHandshakeSize
 		if compat {
 			limit = o.MaxMessageSize
 		}

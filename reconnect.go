@@ -172,6 +172,11 @@ func (c *Client) route(body *wire.Message, typed bool, req *heldReq) (cn *conn, 
 		return nil, false, errClosed("client")
 	}
 	if c.o.ReconnectBufferSize > 0 && c.loop != nil {
+		// Refused now rather than when the buffer is flushed: a frame is
+		// its smallest form.
+		if err := overSendLimit(body, c.o.MaxSendSize, true); err != nil {
+			return nil, false, err
+		}
 		size := heldSize(body)
 		if c.buf.bytes+size > c.o.ReconnectBufferSize {
 			return nil, false, fmt.Errorf("%w: %d bytes held while reconnecting, this message needs %d more than ReconnectBufferSize (%d) allows", ErrBufferFull, c.buf.bytes, size, c.o.ReconnectBufferSize)

@@ -38,8 +38,9 @@ import (
 type sendQueue struct {
 	mu sync.Mutex
 
-	max  int    // MaxQueueBytes
-	term []byte // the JSON-line terminator
+	max     int    // MaxQueueBytes
+	maxSend int    // MaxSendSize; <= 0: none
+	term    []byte // the JSON-line terminator
 
 	binary bool // transmit mode: frames after our transition line
 	ready  segs // written next, in order
@@ -213,6 +214,9 @@ func (q *sendQueue) check(m *wire.Message, typed bool) error {
 	if typed && !q.binary {
 		return ErrNoBinaryMode
 	}
+	if err := overSendLimit(m, q.maxSend, q.binary); err != nil {
+		return err
+	}
 	if q.binary {
 		if err := wire.CheckFrame(m); err != nil {
 			return newError(CodeSerializeFailed, "cannot send in binary mode", err)
@@ -352,15 +356,18 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 // pushShared appends bytes already encoded for each mode (a broadcast); the
 // bytes are shared by many connections and never modified. It never waits:
 // noRoom tells the caller the peer is too slow (no waiter is counted).
-func (q *sendQueue) pushShared(json, frame []byte, frameErr error) (pushed, error) {
+func (q *sendQueue) pushShared(typ string, json, frame []byte, frameErr error) (pushed, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	b := json
+	b, size := json, len(json)-len(q.term)
 	if q.binary {
 		if frameErr != nil {
 			return pushed{r: refused}, newError(CodeSerializeFailed, "cannot send in binary mode", frameErr)
 		}
-		b = frame
+		b, size = frame, len(frame)-wire.FrameHeaderLen
+	}
+	if q.maxSend > 0 && size > q.maxSend {
+		return pushed{r: refused}, tooLargeToSend(typ, size, q.maxSend, q.binary)
 	}
 	if r := q.admit(len(b), appMsg); r != queuedOK {
 		return pushed{r: r}, nil

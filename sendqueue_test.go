@@ -93,7 +93,7 @@ func TestQueueBarrier(t *testing.T) {
 	p := mustPush(t, q, qmsg("App1", "1"), appMsg, take, queuedOK)
 	equal(t, "held push takes the token for the line", p.token, true)
 	shared := encodePair(qmsg("Shared", `"`+strings.Repeat("x", 3000)+`"`), []byte("\n"))
-	_, err := q.pushShared(shared.json, shared.frame, shared.frameErr)
+	_, err := q.pushShared(shared.typ, shared.json, shared.frame, shared.frameErr)
 	noErr(t, err)
 
 	line, tr := takeAll(q)
@@ -266,7 +266,7 @@ func TestQueueTakeDirect(t *testing.T) {
 func TestQueueSharedNotCopied(t *testing.T) {
 	q := newStartedQueue(1 << 20)
 	enc := encodePair(qmsg("Big", `"`+strings.Repeat("s", 4000)+`"`), []byte("\n"))
-	p, err := q.pushShared(enc.json, enc.frame, enc.frameErr)
+	p, err := q.pushShared(enc.typ, enc.json, enc.frame, enc.frameErr)
 	noErr(t, err)
 	equal(t, "token", p.token, true)
 	batch, owned, _ := q.take(nil, nil)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sockhop/sockhop-go/internal/wire"
 )
 
 // ServerOptions configure a Server. The zero value listens on
@@ -459,7 +461,8 @@ func (s *Server) Stats() Stats {
 // SendAll sends v to every live session. It is encoded once per mode and
 // the same bytes are queued on each session; it never waits: a session
 // whose outbound queue is full is closed as a slow consumer. The error
-// reports only a value that cannot be encoded.
+// reports a value that cannot be encoded, or one over MaxSendSize in the
+// form a session would get (ErrMessageTooLarge; then no session gets it).
 func (s *Server) SendAll(ctx context.Context, v any) error {
 	body, err := encodeValue(v)
 	if err != nil {
@@ -468,12 +471,35 @@ func (s *Server) SendAll(ctx context.Context, v any) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var enc *encodedPair
-	for _, sess := range s.snapshot() {
-		if enc == nil {
-			enc = encodePair(&body, []byte(s.o.Terminator))
-		}
+	sessions := s.snapshot()
+	if len(sessions) == 0 {
+		return nil
+	}
+	if err := s.checkSendAllSize(&body, sessions); err != nil {
+		return err
+	}
+	enc := encodePair(&body, []byte(s.o.Terminator))
+	for _, sess := range sessions {
 		_ = sess.c.sendEncoded(enc)
+	}
+	return nil
+}
+
+// checkSendAllSize refuses a broadcast over MaxSendSize before any
+// session gets it: as a frame for every session, as a JSON line if any
+// session sends JSON lines. A session that switches to binary meanwhile
+// only gets a smaller form.
+func (s *Server) checkSendAllSize(body *wire.Message, sessions []*Session) error {
+	if err := overSendLimit(body, s.o.MaxSendSize, true); err != nil {
+		return err
+	}
+	if overSendLimit(body, s.o.MaxSendSize, false) == nil {
+		return nil
+	}
+	for _, sess := range sessions {
+		if !sess.c.q.isBinary() {
+			return overSendLimit(body, s.o.MaxSendSize, false)
+		}
 	}
 	return nil
 }

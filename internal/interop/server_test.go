@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	sockhop "github.com/sockhop/sockhop-go"
 )
@@ -72,6 +73,8 @@ func TestGoServerNodeClient(t *testing.T) {
 			})
 			t.Run("ThreeClients", func(t *testing.T) { testServerThreeClients(t, tr) })
 			t.Run("LargeMessagesAfterHandshakeTimeout", func(t *testing.T) { testServerLarge(t, tr) })
+			t.Run("LargeMessageRightAfterConnect", func(t *testing.T) { testServerLargeEarly(t, tr) })
+			t.Run("PreHandshakeLimitHardening", func(t *testing.T) { testServerPreHandshakeLimit(t, tr) })
 		})
 	}
 }
@@ -253,5 +256,56 @@ func testServerLarge(t *testing.T, tr transport) {
 	var at string
 	if err := json.Unmarshal(ev.Data, &at); err != nil || at != big {
 		t.Errorf("Node got %d bytes (%v), want %d", len(at), err, len(big))
+	}
+}
+
+// testServerLargeEarly: a 1 MiB object sent by a Node 1.8.4 client right
+// after it connected, while our handshake still waits (a 1.x peer never
+// answers it), is delivered by a default server: before the handshake the
+// limit is MaxMessageSize too.
+func testServerLargeEarly(t *testing.T, tr transport) {
+	s := startGoServer(t, tr, func(o *sockhop.ServerOptions) { o.HandshakeTimeout = 5 * time.Second })
+	p := startReady(t, "client", s.nodeArgs...)
+	big := strings.Repeat("0123456789abcdef", 1<<20/16)
+	p.send(map[string]any{"cmd": "send", "data": map[string]string{"blob": big}})
+	sess := s.sessions(t, 1)[0]
+	m := s.in.nextUnlessGone(t, "a 1 MiB object sent right after connecting", sessionGone(t, sess))
+	var got struct{ Blob string }
+	if err := m.Decode(&got); err != nil || got.Blob != big {
+		t.Errorf("Go got %d bytes (%v), want %d", len(got.Blob), err, len(big))
+	}
+	if st := sess.State(); st.HandshakeDone {
+		t.Errorf("the message should have arrived before the handshake ended: %+v", st)
+	}
+}
+
+// testServerPreHandshakeLimit: the opt-in hardening, MaxPreHandshakeSize
+// below MaxMessageSize, cuts the same Node 1.8.4 client, with an error
+// that names the option and its value.
+func testServerPreHandshakeLimit(t *testing.T, tr transport) {
+	errs := make(chan error, 8)
+	s := startGoServer(t, tr, func(o *sockhop.ServerOptions) {
+		o.HandshakeTimeout = 5 * time.Second
+		o.MaxPreHandshakeSize = 64 << 10
+		o.OnError = func(_ *sockhop.Session, err error) { errs <- err }
+	})
+	p := startReady(t, "client", s.nodeArgs...)
+	sess := s.sessions(t, 1)[0]
+	p.send(map[string]any{"cmd": "send", "data": strings.Repeat("x", 100_000)})
+	select {
+	case <-sess.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("the session over MaxPreHandshakeSize was not closed")
+	}
+	if !errors.Is(sess.Err(), sockhop.ErrMessageTooLarge) {
+		t.Errorf("session ended with %v, want ErrMessageTooLarge", sess.Err())
+	}
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "MaxPreHandshakeSize (65536 bytes)") {
+			t.Errorf("the error does not name the limit that was hit: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no error reported")
 	}
 }

@@ -39,6 +39,9 @@ type SizeError struct {
 	AtLeast bool
 	Limit   int
 	Binary  bool
+	// Option names the setting whose limit it is ("MaxMessageSize" when
+	// empty), so that the error says which one to raise.
+	Option string
 }
 
 func (e *SizeError) Error() string {
@@ -49,7 +52,14 @@ func (e *SizeError) Error() string {
 	if e.AtLeast {
 		size = "at least " + size
 	}
-	return fmt.Sprintf("sockhop: %s of %s exceeds the %d-byte message limit; raise MaxMessageSize if the peer is trusted", what, size, e.Limit)
+	opt, advice := e.Option, ""
+	switch opt {
+	case "":
+		opt = "MaxMessageSize"
+	case "MaxPreHandshakeSize":
+		advice = ", or leave it 0 to use MaxMessageSize before the handshake too"
+	}
+	return fmt.Sprintf("sockhop: %s of %s exceeds %s (%d bytes); raise %s if the peer is trusted%s", what, size, opt, e.Limit, opt, advice)
 }
 
 // Is makes errors.Is(err, ErrMessageTooLarge) true.

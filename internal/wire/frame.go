@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -192,4 +193,41 @@ func (c *nameCache) get(b []byte) string {
 		c.m[s] = s
 	}
 	return s
+}
+
+// FrameHeaderLen is the size of a frame's header (PROTOCOL.md 4.1): a
+// receiver's limit counts the payload after it.
+const FrameHeaderLen = frameHeaderLen
+
+// SentSize returns the size a receiver checks against its message limit
+// when m is sent in the given mode: the frame's payload in binary mode, the
+// line without its terminator in JSON mode (as AppendJSONLine writes it;
+// data with raw whitespace, which the line compacts, is counted as given,
+// so the result is then an upper bound).
+func SentSize(m *Message, binary bool) int {
+	if binary {
+		return FrameSize(m) - frameHeaderLen
+	}
+	var tmp [128]byte
+	n := len(`{"type":`) + len(AppendString(tmp[:0], m.Type)) + len(`}`)
+	if m.Bytes {
+		n += len(`,"data":""`) + base64.StdEncoding.EncodedLen(len(m.Data))
+	} else if m.Data != nil {
+		n += len(`,"data":`) + len(m.Data)
+	}
+	id := 0
+	if m.Kind != Plain {
+		if m.RawID != nil {
+			id = len(m.RawID)
+		} else {
+			id = len(AppendString(tmp[:0], m.ID))
+		}
+	}
+	switch m.Kind {
+	case Request:
+		n += len(`,"id":`) + id
+	case Response:
+		n += len(`,"callback_id":`) + id
+	}
+	return n
 }
