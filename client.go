@@ -3,6 +3,7 @@ package sockhop
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -58,10 +59,26 @@ type ClientOptions struct {
 	// up is reported through OnError and counted in Stats.BufferDropped.
 	ReconnectBufferSize int
 
-	// Hooks, all optional. They run on the library's goroutines and must
-	// not block for long.
-	OnConnect    func(c *Client)
-	OnDisconnect func(c *Client, err error)
+	// Hooks, all optional. They run on the library's goroutines, one at a
+	// time and in order, and must not block for long.
+	//
+	// OnConnect runs when a connection is established, before its
+	// handshake (the reference's connect event), also with
+	// RequireHandshake; what it sends goes out in JSON mode or waits for
+	// the binary switch. OnReady is the hook for "the connection is ready".
+	OnConnect func(c *Client)
+	// OnReady runs once per connection after its handshake ended, when
+	// messages flow in the mode they will keep: after a successful
+	// handshake, or a failed one (a 1.x peer: JSON mode) unless
+	// RequireHandshake drops such connections; in compatibility mode,
+	// right after OnConnect. It runs after OnHandshake.
+	OnReady func(c *Client)
+	// OnDisconnect runs once when a connection ended, with the reason (the
+	// reference's disconnect); OnUnhandshake follows it when that
+	// connection had completed a successful handshake (the reference's
+	// unhandshake event, and disconnect's handshaked argument).
+	OnDisconnect  func(c *Client, err error)
+	OnUnhandshake func(c *Client, err error)
 	// OnHandshake reports each handshake's outcome (not in compatibility
 	// mode).
 	OnHandshake func(c *Client, ok bool, err error)
@@ -135,8 +152,13 @@ func (c *Client) Handle(typ string, h Handler) { c.reg.set(typ, h) }
 func (c *Client) HandleDefault(h Handler) { c.reg.setFallback(h) }
 
 // Connect dials the server and returns once connected; the handshake runs in
-// the background (see Start). Connecting while connected is a no-op.
+// the background (see Start). Connecting while connected is a no-op. With
+// RequireHandshake it fails with CodeAutoRehandshakeConnect, as the
+// reference's connect() does with auto_rehandshake: use Start.
 func (c *Client) Connect(ctx context.Context) error {
+	if c.o.RequireHandshake {
+		return newError(CodeAutoRehandshakeConnect, "Connect does not wait for the handshake, which RequireHandshake needs; use Start", nil)
+	}
 	_, err := c.connect(ctx, false, false)
 	return err
 }
@@ -226,6 +248,9 @@ func (c *Client) connect(ctx context.Context, fresh, reconnect bool) (*conn, err
 	if c.o.OnConnect != nil {
 		c.hooks.post(func() { c.o.OnConnect(c) }, false)
 	}
+	if f := c.o.OnReady; f != nil && c.o.CompatibilityMode {
+		c.hooks.post(func() { f(c) }, false) // no handshake to wait for
+	}
 	cn.connectSeq = c.hooks.seq()
 	c.mu.Unlock()
 	if testHookBeforeStart != nil {
@@ -273,8 +298,15 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	log := c.o.Logger.With("peer", addr)
 	cn := newConn(nc, &c.o.ConnOptions, &c.reg, log, false)
 	cn.hooks = connHooks{closed: func(err error) { c.lost(cn, err) }}
-	if f := c.o.OnHandshake; f != nil {
-		cn.hooks.handshake = func(ok bool, err error) { c.hooks.post(func() { f(c, ok, err) }, false) }
+	if c.o.OnHandshake != nil || c.o.OnReady != nil {
+		cn.hooks.handshake = func(ok bool, err error) {
+			if f := c.o.OnHandshake; f != nil {
+				c.hooks.post(func() { f(c, ok, err) }, false)
+			}
+			if f := c.o.OnReady; f != nil && (ok || !c.o.RequireHandshake) {
+				c.hooks.post(func() { f(c) }, false)
+			}
+		}
 	}
 	if f := c.o.OnBinaryMode; f != nil {
 		cn.hooks.binary = func(rx, tx bool) { c.hooks.post(func() { f(c, rx, tx) }, false) }
@@ -302,6 +334,9 @@ func (c *Client) lost(cn *conn, err error) {
 	c.retired.add(final)
 	cn.retired = true
 	if f := c.o.OnDisconnect; f != nil {
+		c.hooks.post(func() { f(c, err) }, false)
+	}
+	if f := c.o.OnUnhandshake; f != nil && cn.handshaked() {
 		c.hooks.post(func() { f(c, err) }, false)
 	}
 	if c.closed || !c.o.AutoReconnect || c.loop != nil {
@@ -385,6 +420,24 @@ func (c *Client) RequestTyped(ctx context.Context, typ string, b []byte) (*Messa
 	return c.request(ctx, wire.Message{Type: typ, Data: b, Bytes: true}, true)
 }
 
+// RemoteAddr returns the address of the server of the current
+// connection, or nil while there is none.
+func (c *Client) RemoteAddr() net.Addr {
+	if cn, err := c.current(); err == nil {
+		return cn.nc.RemoteAddr()
+	}
+	return nil
+}
+
+// LocalAddr returns the local address of the current connection, or nil
+// while there is none.
+func (c *Client) LocalAddr() net.Addr {
+	if cn, err := c.current(); err == nil {
+		return cn.nc.LocalAddr()
+	}
+	return nil
+}
+
 // Stats returns the counters of every connection the client has had.
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
@@ -410,7 +463,9 @@ func (c *Client) State() State {
 // (bounded by WriteTimeout), stops reconnecting, fails pending requests and
 // returns once every goroutine of the client has ended and every hook due
 // (OnDisconnect last) has run. It returns an error only when messages
-// already accepted could not all be written. Close is idempotent;
+// already accepted could not all be written: on the connection, or held
+// while reconnecting (ReconnectBufferSize; the error says how many).
+// Close is idempotent;
 // afterwards every method returns an error matching ErrClosed.
 //
 // Close may be called from any hook: it never waits for a hook that is
@@ -427,6 +482,9 @@ func (c *Client) Close() error {
 	c.closed = true
 	close(c.stop)
 	cn := c.cur
+	// What the reconnect buffer holds is taken here, before the loop sees
+	// the stop and drops it itself: Close reports it to its caller.
+	held := c.buf.take()
 	c.mu.Unlock()
 	var err error
 	if cn != nil {
@@ -437,10 +495,10 @@ func (c *Client) Close() error {
 		}
 	}
 	c.wg.Wait()
-	c.mu.Lock()
-	held := c.buf.take()
-	c.mu.Unlock()
-	c.dropHeld(held, errClosed("client"))
+	if lost := c.dropHeld(held, errClosed("client")); lost > 0 {
+		// Close is the last chance to say it: those Sends returned nil.
+		err = errors.Join(err, newError(CodeClosed, fmt.Sprintf("closing: %d message(s) held while reconnecting (ReconnectBufferSize) were never sent", lost), nil))
+	}
 	c.hooks.settle(nil)
 	return err
 }

@@ -121,6 +121,11 @@ func (c *conn) handle(m *wire.Message) {
 		}
 		return
 	}
+	if !m.HasType && string(m.Data) == "null" {
+		// Not a message at all; a Node 2.x receiver crashes on it (14.2).
+		c.onUndecodable(&wire.DecodeError{Code: CodeBadData, Msg: "a line holding only null, which is no message (a Node 2.x receiver crashes on it); skipped"})
+		return
+	}
 	msg := newMessage(c, m)
 	if c.o.InlineHandlers && c.inlineNow() {
 		c.runInline(msg)
@@ -224,6 +229,7 @@ func (c *conn) run(ctx context.Context, m *Message) {
 	h := c.reg.lookup(m.Type)
 	if h == nil {
 		if m.IsRequest() {
+			c.stats.unanswered.Add(1)
 			c.log.Warn("sockhop: no handler for request; the peer will wait for a reply that never comes", "type", m.Type, "peer", c.remote())
 		} else {
 			c.log.Debug("sockhop: no handler for message; dropped", "type", m.Type)
@@ -234,6 +240,9 @@ func (c *conn) run(ctx context.Context, m *Message) {
 		if r := recover(); r != nil {
 			c.reportError(newError(CodeProtocol, fmt.Sprintf("handler for %q panicked: %v", m.Type, r), nil))
 		}
+		if m.IsRequest() && !m.replied.Load() {
+			c.unanswered(m)
+		}
 	}()
 	if err := h(ctx, m); err != nil {
 		c.log.Warn("sockhop: handler failed", "type", m.Type, "err", err.Error())
@@ -241,6 +250,14 @@ func (c *conn) run(ctx context.Context, m *Message) {
 			c.hooks.protoErr(fmt.Errorf("sockhop: handler for %q: %w", m.Type, err))
 		}
 	}
+}
+
+// unanswered counts and logs a request whose handler ended without a
+// reply: nothing else would ever tell anyone, and the peer's callback
+// waits forever (a Node peer's has no timeout).
+func (c *conn) unanswered(m *Message) {
+	c.stats.unanswered.Add(1)
+	c.log.Warn("sockhop: request handler returned without replying; the peer waits for a reply that never comes: call m.Reply (even with nil) before returning", "type", m.Type, "peer", c.remote())
 }
 
 // registry maps type names to handlers; it is shared by a Server's

@@ -39,6 +39,7 @@ const (
 	CodeReservedType                = "ERR_RESERVED_TYPE"
 	CodeMaxConnections              = "ERR_MAX_CONNECTIONS"
 	CodeInlineRequest               = "ERR_INLINE_REQUEST"
+	CodeAutoRehandshakeConnect      = "ERR_AUTO_REHANDSHAKE_CONNECT"
 )
 
 // Error is the error type of this package. Code is one of the Code*

@@ -277,3 +277,47 @@ func Example_oneXPeer() {
 	fmt.Println(reply.Type, string(reply.JSON()), "binary:", c.State().TxBinary)
 	// Output: Object {"v1_reply_to":"String"} binary: false
 }
+
+// One client for 2.x and 1.x peers alike (the seed README's
+// "interoperating with 1.x" pattern): Connect, not Start, and wait for
+// OnReady, which comes after the handshake succeeded (2.x: binary mode)
+// or failed (1.x: JSON mode). OnUnhandshake tells a lost connection that
+// had handshaked from one that never did (Node: the unhandshake event and
+// disconnect's handshaked argument). A server in compatibility mode stands
+// in for the 1.x peer.
+func Example_interoperate() {
+	v2 := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	v1 := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0",
+		ConnOptions: sockhop.ConnOptions{CompatibilityMode: true}})
+	for _, srv := range []*sockhop.Server{v2, v1} {
+		if err := srv.Listen(); err != nil {
+			log.Fatal(err)
+		}
+		defer srv.Close()
+	}
+	for _, srv := range []*sockhop.Server{v2, v1} {
+		events := make(chan string, 4)
+		c := sockhop.NewClient(sockhop.ClientOptions{
+			Addr:          srv.Addr().String(),
+			ConnOptions:   sockhop.ConnOptions{HandshakeTimeout: 200 * time.Millisecond},
+			OnReady:       func(c *sockhop.Client) { events <- fmt.Sprintf("ready, binary: %v", c.State().TxBinary) },
+			OnDisconnect:  func(c *sockhop.Client, err error) { events <- "disconnect" },
+			OnUnhandshake: func(c *sockhop.Client, err error) { events <- "unhandshake" },
+		})
+		if err := c.Connect(context.Background()); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(<-events)
+		c.Close()
+		fmt.Println(<-events)
+		if srv == v2 {
+			fmt.Println(<-events)
+		}
+	}
+	// Output:
+	// ready, binary: true
+	// disconnect
+	// unhandshake
+	// ready, binary: false
+	// disconnect
+}

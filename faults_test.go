@@ -42,7 +42,7 @@ func TestCrashInputsServer(t *testing.T) {
 	inputs := []struct {
 		name, line, code string
 	}{
-		{"null line", "null", ""},
+		{"null line", "null", CodeBadData},
 		{"unknown callback id", `{"type":"Object","data":{},"callback_id":"not-pending"}`, CodeUnknownCallback},
 		{"id and unknown callback id", `{"type":"Object","data":{},"id":"x","callback_id":"y"}`, CodeUnknownCallback},
 		{"handshake with null data", `{"type":"SockhopHandshake","data":null,"id":"h1"}`, ""},

@@ -200,6 +200,14 @@ func (c *conn) stopHandshakeTimer() {
 }
 
 // handshakeResult waits for the handshake outcome.
+// handshaked reports whether the handshake has succeeded (the reference's
+// "handshaked" of its disconnect event), without waiting.
+func (c *conn) handshaked() bool {
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	return c.hsDone && c.hsOK
+}
+
 func (c *conn) handshakeResult() (bool, error) {
 	<-c.hsDoneCh
 	c.hsMu.Lock()

@@ -273,8 +273,12 @@ func checkTyped(typ string) error {
 	return nil
 }
 
-// Handler handles a received message. For a request it should call
-// m.Reply; an error it returns is logged and passed to the OnError hook.
+// Handler handles a received message. For a request it must call m.Reply
+// (or ReplyTyped) before it returns, whatever happened: the peer's
+// callback waits for it, forever on a Node peer. A request handler that
+// returns, fails or panics without replying is logged as a warning and
+// counted in Stats.RequestsUnanswered. An error it returns is logged and
+// passed to the OnError hook.
 type Handler func(ctx context.Context, m *Message) error
 
 // Session returns the server session the message arrived on, or nil on a

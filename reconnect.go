@@ -256,8 +256,9 @@ func (c *Client) writeHeld(ctx context.Context, cn *conn, it *heldMsg) error {
 	return err
 }
 
-// dropHeld fails held requests and reports held sends that are lost.
-func (c *Client) dropHeld(items []*heldMsg, reason error) {
+// dropHeld fails held requests, reports held sends that are lost and
+// returns how many were.
+func (c *Client) dropHeld(items []*heldMsg, reason error) int {
 	lost := 0
 	for _, it := range items {
 		if it.req != nil {
@@ -270,7 +271,7 @@ func (c *Client) dropHeld(items []*heldMsg, reason error) {
 		lost++
 	}
 	if lost == 0 {
-		return
+		return 0
 	}
 	c.mu.Lock()
 	c.retired.BufferDropped += uint64(lost)
@@ -278,6 +279,7 @@ func (c *Client) dropHeld(items []*heldMsg, reason error) {
 	err := fmt.Errorf("sockhop: %d message(s) held while reconnecting were not sent: %w", lost, reason)
 	c.o.Logger.Warn("sockhop: reconnect buffer dropped", "messages", lost, "reason", reason.Error())
 	c.reportError(err)
+	return lost
 }
 
 // send queues a message on the live connection, or holds it while the

@@ -3,6 +3,7 @@ package sockhop
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -219,7 +220,10 @@ func TestReconnectBuffer(t *testing.T) {
 		return c.loop != nil
 	})
 	noErr(t, c.Send(testCtx(t), "never sent"))
-	noErr(t, c.Close())
+	err = c.Close()
+	if err == nil || !strings.Contains(err.Error(), "1 message(s) held while reconnecting") {
+		t.Errorf("Close with a message held: %v, want an error saying one was never sent", err)
+	}
 	errorIs(t, recv(t, errs, "drop report"), ErrClosed)
 	equal(t, "dropped", c.Stats().BufferDropped, 1)
 }

@@ -44,8 +44,12 @@ type ServerOptions struct {
 	// refuses the connection. ctx ends when the server closes.
 	OnSessionStart func(ctx context.Context, s *Session) error
 	// OnSessionEnd runs once when a session's connection ended, with the
-	// reason (the reference's end() and disconnect).
-	OnSessionEnd func(s *Session, err error)
+	// reason (the reference's end() and disconnect). OnSessionUnhandshake
+	// follows it when the session had completed a successful handshake
+	// (the reference's unhandshake event, and disconnect's handshaked
+	// argument; Session.State().HandshakeOK says the same).
+	OnSessionEnd         func(s *Session, err error)
+	OnSessionUnhandshake func(s *Session, err error)
 	// OnHandshake reports each session's handshake outcome.
 	OnHandshake func(s *Session, ok bool, err error)
 	// OnBinaryMode reports a session direction switching to binary mode.
@@ -373,6 +377,9 @@ func (s *Server) startSession(nc net.Conn) {
 			s.retired.add(final)
 			s.mu.Unlock()
 			if f := s.o.OnSessionEnd; f != nil {
+				sess.hooks.post(func() { f(sess, err) }, false)
+			}
+			if f := s.o.OnSessionUnhandshake; f != nil && cn.handshaked() {
 				sess.hooks.post(func() { f(sess, err) }, false)
 			}
 		},

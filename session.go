@@ -29,6 +29,9 @@ func (s *Session) Server() *Server { return s.srv }
 // RemoteAddr returns the peer's address.
 func (s *Session) RemoteAddr() net.Addr { return s.c.nc.RemoteAddr() }
 
+// LocalAddr returns the server's address of this connection.
+func (s *Session) LocalAddr() net.Addr { return s.c.nc.LocalAddr() }
+
 // Context returns a context cancelled when the session ends.
 func (s *Session) Context() context.Context { return s.c.ctx }
 

@@ -23,6 +23,10 @@ type Stats struct {
 	// RequestsFailedByDisconnect: requests failed because the connection
 	// ended while they waited.
 	RequestsFailedByDisconnect uint64
+	// RequestsUnanswered: requests from the peer whose handler returned
+	// (or failed, or was missing) without replying: the peer's callback
+	// waits forever (a Node peer's, with no timeout).
+	RequestsUnanswered uint64
 
 	// ProtocolErrors: messages from the peer that were skipped (undecodable,
 	// or a reply nobody waited for).
@@ -73,6 +77,7 @@ func (s *Stats) add(o Stats) {
 	s.RequestsPending += o.RequestsPending
 	s.RequestsTimedOut += o.RequestsTimedOut
 	s.RequestsFailedByDisconnect += o.RequestsFailedByDisconnect
+	s.RequestsUnanswered += o.RequestsUnanswered
 	s.ProtocolErrors += o.ProtocolErrors
 	s.SlowConsumerCuts += o.SlowConsumerCuts
 	s.LimitViolations += o.LimitViolations
@@ -90,6 +95,7 @@ type connStats struct {
 	jsonIn, binIn                 atomic.Uint64
 	bytesIn, bytesOut             atomic.Uint64
 	timedOut, failedByDisconnect  atomic.Uint64
+	unanswered                    atomic.Uint64
 	protoErrors, slowCuts, limits atomic.Uint64
 	guarded, unproven             atomic.Uint64
 	proofNanos                    atomic.Int64
@@ -109,6 +115,7 @@ func (c *conn) statsSnapshot() Stats {
 		RequestsPending:            c.pendingCount(),
 		RequestsTimedOut:           st.timedOut.Load(),
 		RequestsFailedByDisconnect: st.failedByDisconnect.Load(),
+		RequestsUnanswered:         st.unanswered.Load(),
 		ProtocolErrors:             st.protoErrors.Load(),
 		SlowConsumerCuts:           st.slowCuts.Load(),
 		LimitViolations:            st.limits.Load(),
