@@ -102,6 +102,7 @@ type Client struct {
 
 	mu         sync.Mutex
 	cur        *conn
+	pingEvery  time.Duration // PingInterval, then SetPingInterval's
 	connecting bool
 	closed     bool
 	everUp     bool          // a connection succeeded once: reconnects apply
@@ -116,7 +117,7 @@ type Client struct {
 // NewClient returns a Client; nothing is dialled until Connect or Start.
 // An invalid option is reported by Connect and Start.
 func NewClient(o ClientOptions) *Client {
-	c := &Client{o: o, stop: make(chan struct{})}
+	c := &Client{o: o, stop: make(chan struct{}), pingEvery: max(o.PingInterval, 0)}
 	if c.o.Addr == "" {
 		c.o.Addr = DefaultAddr
 	}
@@ -239,6 +240,7 @@ func (c *Client) connect(ctx context.Context, fresh, reconnect bool) (*conn, err
 		return nil, err
 	}
 	c.cur = cn
+	cn.pingStart = c.pingEvery
 	c.everUp = true
 	if reconnect {
 		c.retired.Reconnects++
@@ -418,6 +420,23 @@ func (c *Client) RequestTyped(ctx context.Context, typ string, b []byte) (*Messa
 		return nil, err
 	}
 	return c.request(ctx, wire.Message{Type: typ, Data: b, Bytes: true}, true)
+}
+
+// SetPingInterval starts, changes or (0) stops pinging the server (the
+// reference's client.ping(ms)): every d once the handshake has ended, on
+// this connection and those after a reconnect; a server that answers none
+// of four pings in a row is taken for dead and the connection closed
+// (ErrPingTimeout; AutoReconnect then reconnects). Stopping forgets the
+// pings sent so far.
+func (c *Client) SetPingInterval(d time.Duration) {
+	d = max(d, 0)
+	c.mu.Lock()
+	c.pingEvery = d
+	cn := c.cur
+	c.mu.Unlock()
+	if cn != nil {
+		cn.setPingInterval(d)
+	}
 }
 
 // RemoteAddr returns the address of the server of the current

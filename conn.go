@@ -78,11 +78,15 @@ type conn struct {
 	// hooks run after the handlers of messages that arrived before the end.
 	dispatchDone chan struct{}
 	finished     chan struct{}  // closed when every goroutine has ended
-	wg           sync.WaitGroup // reader, writer, dispatcher, pinger
-	dispatching  bool           // the dispatcher was started (reader-owned)
-	strikes      atomic.Int64   // undecodable messages so far
-	stats        connStats
-	retired      bool // its stats were added to the owner's totals (owner's lock)
+	wg           sync.WaitGroup // reader, writer, dispatcher
+	// pingStart is the ping interval the owner wants when the connection
+	// starts (PingInterval, or the value of the owner's SetPingInterval);
+	// set before start.
+	pingStart   time.Duration
+	dispatching bool         // the dispatcher was started (reader-owned)
+	strikes     atomic.Int64 // undecodable messages so far
+	stats       connStats
+	retired     bool // its stats were added to the owner's totals (owner's lock)
 	// connectSeq is the number of this connection's OnConnect on its
 	// Client's hookRunner (0 if none), which held messages wait for.
 	connectSeq uint64
@@ -114,6 +118,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, log *slog.Logger, serve
 		finished:     make(chan struct{}),
 	}
 	c.q.maxSend = o.MaxSendSize
+	c.pingStart = o.PingInterval
 	_, isTLS := nc.(*tls.Conn)
 	c.cuttable = !isTLS
 	c.work = make(chan *Message)
@@ -165,14 +170,13 @@ func (c *conn) start() {
 	} else if c.q.giveBack() {
 		c.startWriter()
 	}
-	n := 1
-	if c.o.PingInterval > 0 {
-		n++
-	}
-	c.wg.Add(n)
+	c.wg.Add(1)
 	go c.readLoop()
-	if c.o.PingInterval > 0 {
-		go c.pingLoop(c.o.PingInterval)
+	c.pingMu.Lock()
+	set := c.pingGen > 0 // the owner's SetPingInterval reached it first
+	c.pingMu.Unlock()
+	if d := c.pingStart; d > 0 && !set {
+		c.setPingInterval(d)
 	}
 }
 
@@ -216,6 +220,7 @@ func (c *conn) close(reason error, graceful bool) {
 			// Nothing runs, and start will not run anything now.
 			c.cancel()
 			_ = c.nc.Close()
+			c.stopPings() // armed by SetPingInterval before start, at most
 			c.failPending(reason)
 			c.finishHandshake(false, reason) // a Start waiting on it returns
 			close(c.readDone)
@@ -271,6 +276,7 @@ func (c *conn) closer(reason error, graceful bool) {
 	<-c.readDone
 	<-c.dispatchDone
 	c.wg.Wait()
+	c.stopPings()
 	c.stopProof()
 	c.finishHandshake(false, reason)
 	if isAbnormal(reason) {

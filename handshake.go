@@ -178,6 +178,7 @@ func (c *conn) finishHandshake(ok bool, err error) {
 	// The reader may be waiting in the middle of a message with the
 	// pre-handshake limit: raise it now, not at the next message.
 	c.dec.SetLimit(c.o.MaxMessageSize)
+	c.pingsReady()
 	if c.o.CompatibilityMode || c.isDone() {
 		return
 	}

@@ -116,6 +116,8 @@ type ConnOptions struct {
 	// PingInterval, when positive, pings the peer at that interval once the
 	// connection is initialised; four pings in a row without an answer end
 	// the connection (PROTOCOL.md 7.3). Default off, as in the reference.
+	// SetPingInterval on a Client, Server or Session changes it at run
+	// time.
 	PingInterval time.Duration
 	// IdleTimeout, when positive, closes a connection on which nothing at
 	// all arrived for that long (default off). With PingInterval set, a

@@ -11,10 +11,20 @@ import (
 // timeNow is the clock for ping and pong stamps.
 var timeNow = time.Now
 
-// pingState is the list of the last pings of one connection (PROTOCOL.md 7).
+// pingState is the list of the last pings of one connection (PROTOCOL.md
+// 7) and the timer that sends them. The interval can change at run time
+// (the reference's ping(ms), ping(0)); a timer, not a goroutine, so that a
+// connection that does not ping costs nothing and one that starts pinging
+// later needs no goroutine started under the close path's feet.
 type pingState struct {
-	pingMu sync.Mutex
-	pings  []pingEntry
+	pingMu       sync.Mutex
+	pings        []pingEntry
+	pingInterval time.Duration // 0: not pinging
+	pingTimer    *time.Timer
+	pingGen      uint64 // which arming of the timer is current
+	pingStopped  bool   // the connection ended: no more ticks
+	pingReady    bool   // the handshake ended: ticks may start
+	pingTicks    sync.WaitGroup
 }
 
 type pingEntry struct {
@@ -26,36 +36,87 @@ type pingEntry struct {
 // mean the peer is dead.
 const pingsKept = 4
 
-// pingLoop pings every interval once the connection is initialised. The
-// order of write and check follows the reference: a client checks before
-// writing the new ping (3 written, cut on the 4th tick), a server writes
-// first (4 written, then cut).
-func (c *conn) pingLoop(interval time.Duration) {
-	defer c.wg.Done()
-	select {
-	case <-c.hsDoneCh:
-	case <-c.done:
+// setPingInterval starts, changes or (0) stops pinging; stopping forgets
+// the pings sent so far, as the reference's ping(0) does. The first ping
+// goes out one interval later; before the handshake has ended, one
+// interval after it ends (7.3: the timer waits for init_complete,
+// behaviour.jsonl#client-ping-before-init).
+func (c *conn) setPingInterval(d time.Duration) {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	if c.pingStopped {
 		return
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-c.done:
-			return
-		}
-		id := wire.NewUUID()
-		dead := c.addPing(id)
-		if dead && !c.server {
-			c.closeDead(interval)
-			return
-		}
-		c.sendControl(&wire.Message{Type: wire.TypePing, Data: wire.MarshalPing(id, timeNow())}, false)
-		if dead {
-			c.closeDeadAfterFlush(interval)
-			return
-		}
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
+	c.pingGen++
+	c.pingInterval = d
+	if d <= 0 {
+		c.pingInterval, c.pings = 0, nil
+		return
+	}
+	if c.pingReady {
+		c.armPingsLocked()
+	}
+}
+
+// armPingsLocked starts the timer for the current interval; pingMu held.
+func (c *conn) armPingsLocked() {
+	gen := c.pingGen
+	c.pingTimer = time.AfterFunc(c.pingInterval, func() { c.pingTick(gen) })
+}
+
+// pingsReady lets ticks start: the handshake has ended (finishHandshake).
+func (c *conn) pingsReady() {
+	c.pingMu.Lock()
+	defer c.pingMu.Unlock()
+	c.pingReady = true
+	if !c.pingStopped && c.pingInterval > 0 && c.pingTimer == nil {
+		c.armPingsLocked()
+	}
+}
+
+// stopPings ends pinging for good and waits for a tick that is running;
+// the closer calls it (a tick may be closing the connection itself).
+func (c *conn) stopPings() {
+	c.pingMu.Lock()
+	c.pingStopped = true
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.pingMu.Unlock()
+	c.pingTicks.Wait()
+}
+
+// pingTick is one tick of the timer armed as gen. The order of write and
+// check follows the reference: a client checks before writing the new
+// ping (3 written, cut on the 4th tick), a server writes first (4
+// written, then cut).
+func (c *conn) pingTick(gen uint64) {
+	c.pingMu.Lock()
+	if c.pingStopped || gen != c.pingGen {
+		c.pingMu.Unlock()
+		return
+	}
+	interval := c.pingInterval
+	id := wire.NewUUID()
+	dead := c.addPingLocked(id)
+	if !dead {
+		c.pingTimer.Reset(interval)
+	}
+	c.pingTicks.Add(1) // under pingMu while not stopped: stopPings waits for it
+	c.pingMu.Unlock()
+	defer c.pingTicks.Done()
+	if dead && !c.server {
+		c.closeDead(interval)
+		return
+	}
+	c.stats.pingsSent.Add(1)
+	c.sendControl(&wire.Message{Type: wire.TypePing, Data: wire.MarshalPing(id, timeNow())}, false)
+	if dead {
+		c.closeDeadAfterFlush(interval)
 	}
 }
 
@@ -83,11 +144,9 @@ func (c *conn) closeDead(interval time.Duration) {
 	c.close(newError(CodePingTimeout, "peer "+c.remote()+" answered none of the last 4 pings (interval "+interval.String()+"); connection closed as dead", nil), false)
 }
 
-// addPing records a new ping and reports whether the list now holds four
-// pings none of which was answered.
-func (c *conn) addPing(id string) bool {
-	c.pingMu.Lock()
-	defer c.pingMu.Unlock()
+// addPingLocked records a new ping and reports whether the list now holds
+// four pings none of which was answered; pingMu held.
+func (c *conn) addPingLocked(id string) bool {
 	c.pings = append(c.pings, pingEntry{id: id})
 	if len(c.pings) > pingsKept {
 		c.pings = append(c.pings[:0], c.pings[len(c.pings)-pingsKept:]...)
@@ -118,8 +177,9 @@ func (c *conn) onPong(m *wire.Message) {
 	}
 	c.pingMu.Lock()
 	for i := range c.pings {
-		if c.pings[i].id == d.ID {
+		if c.pings[i].id == d.ID && !c.pings[i].answered {
 			c.pings[i].answered = true
+			c.stats.pongsIn.Add(1)
 		}
 	}
 	c.pingMu.Unlock()

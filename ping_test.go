@@ -320,7 +320,10 @@ func TestPingGoToGoSynctest(t *testing.T) {
 		defer c.Close()
 		noErr(t, c.Start(context.Background()))
 		// Start returns once our side is done (5.6); the server's transition
-		// line may still be on its way.
+		// line may still be on its way: a write that met the peer's own
+		// write on this unbuffered pipe is cut after inlineWriteMax and
+		// finished by the writer goroutine.
+		time.Sleep(inlineWriteMax + time.Millisecond)
 		synctest.Wait()
 		st := c.State()
 		equal(t, "tx binary", st.TxBinary, true)

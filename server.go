@@ -71,11 +71,14 @@ type Server struct {
 	sessions map[uint64]*Session
 	// snap is the sessions in id order, rebuilt after a change (nil):
 	// a broadcast neither allocates nor sorts.
-	snap     []*Session
-	nextID   uint64
-	closed   bool
-	starting int   // connections accepted, not yet sessions (TLS, OnSessionStart)
-	retired  Stats // counters of ended sessions, and refusals
+	snap   []*Session
+	nextID uint64
+	// pingEvery is the ping interval of new sessions: PingInterval, then
+	// SetPingInterval's.
+	pingEvery time.Duration
+	closed    bool
+	starting  int   // connections accepted, not yet sessions (TLS, OnSessionStart)
+	retired   Stats // counters of ended sessions, and refusals
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -85,7 +88,7 @@ type Server struct {
 
 // NewServer returns a Server; nothing listens until Listen or Serve.
 func NewServer(o ServerOptions) *Server {
-	s := &Server{o: o, sessions: make(map[uint64]*Session)}
+	s := &Server{o: o, sessions: make(map[uint64]*Session), pingEvery: o.PingInterval}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.o.Addr == "" {
 		s.o.Addr = DefaultAddr
@@ -413,6 +416,7 @@ func (s *Server) startSession(nc net.Conn) {
 	registered = true
 	s.sessions[sess.id] = sess
 	s.snap = nil
+	cn.pingStart = s.pingEvery
 	cn.start()
 	s.mu.Unlock()
 }
@@ -509,6 +513,22 @@ func (s *Server) checkSendAllSize(body *wire.Message, sessions []*Session) error
 		}
 	}
 	return nil
+}
+
+// SetPingInterval starts, changes or (0) stops pinging on every session,
+// and on those that connect later (the reference's server.ping(ms)):
+// every d each session whose handshake has ended is pinged, and one that
+// answers none of four pings in a row is closed as dead (ErrPingTimeout).
+// Stopping forgets the pings sent so far. Session.SetPingInterval
+// changes one session.
+func (s *Server) SetPingInterval(d time.Duration) {
+	d = max(d, 0)
+	s.mu.Lock()
+	s.pingEvery = d // sessions registered from now on start with it
+	s.mu.Unlock()
+	for _, sess := range s.snapshot() {
+		sess.c.setPingInterval(d)
+	}
 }
 
 // Close stops listening, closes every session (flushing what each had

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
 )
@@ -98,6 +99,10 @@ func (s *Session) RequestTyped(ctx context.Context, typ string, b []byte) (*Mess
 	}
 	return s.c.request(ctx, &wire.Message{Type: typ, Data: b, Bytes: true}, true)
 }
+
+// SetPingInterval starts, changes or (0) stops pinging this session (see
+// Server.SetPingInterval).
+func (s *Session) SetPingInterval(d time.Duration) { s.c.setPingInterval(max(d, 0)) }
 
 // Close starts ending the session: what was queued is flushed (bounded by
 // WriteTimeout), then the connection is closed. It does not wait, so it is

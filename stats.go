@@ -51,6 +51,9 @@ type Stats struct {
 	// connections counted, from our transition line written to the pong
 	// (0 if none was proved).
 	TransitionProof time.Duration
+	// PingsSent: pings sent by PingInterval or SetPingInterval (not the
+	// probes of a binary switch); PongsReceived: those answered.
+	PingsSent, PongsReceived uint64
 	// HookEventsDropped: error reports (OnError) dropped because more than
 	// a thousand hooks were waiting to run.
 	HookEventsDropped uint64
@@ -84,6 +87,8 @@ func (s *Stats) add(o Stats) {
 	s.GuardedTransitions += o.GuardedTransitions
 	s.UnprovenTransitions += o.UnprovenTransitions
 	s.TransitionProof = max(s.TransitionProof, o.TransitionProof)
+	s.PingsSent += o.PingsSent
+	s.PongsReceived += o.PongsReceived
 	s.HookEventsDropped += o.HookEventsDropped
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
@@ -99,6 +104,7 @@ type connStats struct {
 	protoErrors, slowCuts, limits atomic.Uint64
 	guarded, unproven             atomic.Uint64
 	proofNanos                    atomic.Int64
+	pingsSent, pongsIn            atomic.Uint64
 	leftToWriter                  atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
 }
 
@@ -122,6 +128,8 @@ func (c *conn) statsSnapshot() Stats {
 		GuardedTransitions:         st.guarded.Load(),
 		UnprovenTransitions:        st.unproven.Load(),
 		TransitionProof:            time.Duration(st.proofNanos.Load()),
+		PingsSent:                  st.pingsSent.Load(),
+		PongsReceived:              st.pongsIn.Load(),
 		Connections:                1,
 	}
 }

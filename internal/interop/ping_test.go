@@ -75,3 +75,48 @@ func checkNoPingsDelivered(t *testing.T, p *peer, in *inbox) {
 	}
 	in.empty(t)
 }
+
+// TestRuntimePings: pinging started, changed and stopped on live
+// connections (the reference's ping(ms) and ping(0)) against real Node
+// 1.8.4 peers, which answer every ping: a Go client of a Node server, and
+// a Go server's session of a Node client.
+func TestRuntimePings(t *testing.T) {
+	tr := transports[0]
+	t.Run("GoClientNodeServer", func(t *testing.T) {
+		p, addr, path := startNodeServer(t, tr)
+		c := newGoClient(t, addr, path, nil)
+		noError(t, c.Connect(testCtx(t)), "Connect")
+		p.expectEvent("connect")
+		c.handshake(t)
+		if st := c.Stats(); st.PingsSent != 0 {
+			t.Fatalf("pings before SetPingInterval: %d", st.PingsSent)
+		}
+		c.SetPingInterval(pingEvery)
+		poll(t, "3 pings answered", func() bool { return c.Stats().PongsReceived >= 3 })
+		c.SetPingInterval(pingEvery / 4)
+		from := c.Stats().PongsReceived
+		poll(t, "4 more at the shorter interval", func() bool { return c.Stats().PongsReceived >= from+4 })
+		c.SetPingInterval(0)
+		sent := c.Stats().PingsSent
+		time.Sleep(3 * pingEvery) // the observation: no tick may send
+		if st := c.Stats(); st.PingsSent != sent {
+			t.Errorf("pings after SetPingInterval(0): %d, then %d", sent, st.PingsSent)
+		}
+		checkNoPingsDelivered(t, p, c.in)
+	})
+	t.Run("GoServerNodeClient", func(t *testing.T) {
+		s := startGoServer(t, tr, nil)
+		p := startReady(t, "client", s.nodeArgs...)
+		s.handshake(t)
+		sess := s.sessions(t, 1)[0]
+		s.SetPingInterval(pingEvery / 2)
+		poll(t, "3 pings answered", func() bool { return sess.Stats().PongsReceived >= 3 })
+		sess.SetPingInterval(0)
+		sent := sess.Stats().PingsSent
+		time.Sleep(3 * pingEvery)
+		if st := sess.Stats(); st.PingsSent != sent {
+			t.Errorf("pings after Session.SetPingInterval(0): %d, then %d", sent, st.PingsSent)
+		}
+		checkNoPingsDelivered(t, p, s.in)
+	})
+}
