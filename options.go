@@ -90,9 +90,9 @@ type ConnOptions struct {
 	// MaxProtocolErrors is how many undecodable messages a connection may
 	// send before it is closed (default 100; negative: never closed for it).
 	MaxProtocolErrors int
-	// TransitionProofTimeout bounds how long our first binary frames wait
-	// for a peer that may be a Node process to prove that it reads binary
-	// frames. A Node receiver loses frames that arrive in the same read as
+	// TransitionProofTimeout bounds how long our first binary frames wait,
+	// from the moment our transition line has been written, for a peer that
+	// may be a Node process to prove that it reads binary frames. A Node receiver loses frames that arrive in the same read as
 	// our transition line (PROTOCOL.md 14.1), and no fixed pause can rule
 	// that out, so after the line we send binary pings and hold application
 	// frames until one is answered: about one round trip. If no pong comes

@@ -62,7 +62,10 @@ type proofState struct {
 func (c *conn) armProof() {
 	c.prMu.Lock()
 	c.prActive = true
-	c.prDeadline = time.Now().Add(c.o.TransitionProofTimeout)
+	// No deadline until the line is written: it may wait behind a large
+	// message the peer reads slowly, and that time is not the peer's
+	// delay in answering (WriteTimeout bounds a peer that stops reading).
+	c.prDeadline = time.Time{}
 	c.prMu.Unlock()
 	c.stats.guarded.Add(1)
 }
@@ -78,6 +81,9 @@ func (c *conn) lineWritten() {
 	}
 	c.prStarted = true
 	c.prBegan = time.Now()
+	if dl := c.prBegan.Add(c.o.TransitionProofTimeout); c.prDeadline.IsZero() || dl.Before(c.prDeadline) {
+		c.prDeadline = dl // a graceful close may have set a sooner one
+	}
 	c.prGap = probeFirstGap
 	c.armTickLocked(probeFirst)
 }
@@ -173,7 +179,7 @@ func (c *conn) boundProof(d time.Duration) {
 	if !c.prActive {
 		return
 	}
-	if dl := time.Now().Add(d); dl.Before(c.prDeadline) {
+	if dl := time.Now().Add(d); c.prDeadline.IsZero() || dl.Before(c.prDeadline) {
 		c.prDeadline = dl
 		if c.prStarted && dl.Before(c.prNext) {
 			c.armTickLocked(d)

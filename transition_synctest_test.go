@@ -185,11 +185,24 @@ func TestSyncCloseWaitsForProof(t *testing.T) {
 // the rest of the request goes first, the next write still stops after
 // the line, and the frames after it wait for the proof. The engine before
 // held after the cut rest instead of after the line, and lost the frames.
+//
+// With a TransitionProofTimeout shorter than the rest takes to drain (16
+// reads 30 ms apart), the proof still comes: the timeout counts from the
+// line written, not queued (a CI run under load lost the frames when it
+// counted from the switch).
 func TestSyncCutWriteBeforeLine(t *testing.T) {
+	for _, proof := range []time.Duration{0, 100 * time.Millisecond} {
+		t.Run(fmt.Sprintf("TransitionProofTimeout=%s", proof), func(t *testing.T) { syncCutWriteBeforeLine(t, proof) })
+	}
+}
+
+func syncCutWriteBeforeLine(t *testing.T, proof time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newMemNode(t, nodepeer.Options{ReadDelay: 30 * time.Millisecond, Echo: true})
 		n.size = 64 << 10
-		c := NewClient(ClientOptions{Dial: n.dial, ConnOptions: fastOpts()})
+		co := fastOpts()
+		co.TransitionProofTimeout = proof
+		c := NewClient(ClientOptions{Dial: n.dial, ConnOptions: co})
 		t.Cleanup(func() { c.Close() })
 		ctx := context.Background()
 		noErr(t, c.Connect(ctx))
@@ -211,6 +224,7 @@ func TestSyncCutWriteBeforeLine(t *testing.T) {
 		if c.cur.stats.leftToWriter.Load() == 0 {
 			t.Fatal("no write was cut: the test missed the path it is for")
 		}
+		equal(t, "unproven transitions", c.Stats().UnprovenTransitions, uint64(0))
 		wantMessages(t, p, "Big\""+big+"\"", "After0", "After1", "After2")
 	})
 }
