@@ -281,7 +281,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	nc, err := dial(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("sockhop: connect to %s %s: %w", network, addr, err)
+		return nil, wrapf(err, "connect to %s %s", network, addr)
 	}
 	if c.o.TLSConfig != nil {
 		cfg := c.o.TLSConfig.Clone()

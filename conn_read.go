@@ -247,7 +247,7 @@ func (c *conn) run(ctx context.Context, m *Message) {
 	if err := h(ctx, m); err != nil {
 		c.log.Warn("sockhop: handler failed", "type", m.Type, "err", err.Error())
 		if c.hooks.protoErr != nil {
-			c.hooks.protoErr(fmt.Errorf("sockhop: handler for %q: %w", m.Type, err))
+			c.hooks.protoErr(wrapf(err, "handler for %q", m.Type))
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strings"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
 )
@@ -51,12 +53,49 @@ type Error struct {
 	Err  error  // the cause, if any
 }
 
-func (e *Error) Error() string {
-	s := "sockhop: " + e.Msg
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
+func (e *Error) Error() string { return joinText(e.Msg, e.Err) }
+
+// joinText is "sockhop: msg: cause" as one readable line: the cause
+// without our own prefix, without what a *net.OpError repeats of the
+// operation and address the message already names, and not at all
+// repeating msg when the cause already starts with it.
+func joinText(msg string, cause error) string {
+	if cause == nil {
+		return "sockhop: " + msg
 	}
-	return s
+	c := causeText(cause)
+	if strings.HasPrefix(c, msg) {
+		return "sockhop: " + c
+	}
+	return "sockhop: " + msg + ": " + c
+}
+
+func causeText(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil && err.Error() == op.Error() {
+		err = op.Err
+		var sc *os.SyscallError
+		if errors.As(err, &sc) && sc.Err != nil {
+			err = sc.Err
+		}
+	}
+	return strings.TrimPrefix(err.Error(), "sockhop: ")
+}
+
+// wrapError is a cause with what we were doing; errors.Is and As see the
+// cause.
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return joinText(e.msg, e.err) }
+func (e *wrapError) Unwrap() error { return e.err }
+
+// wrapf returns err with a message of ours in front (fmt.Errorf's %w,
+// printed as one clean line).
+func wrapf(err error, format string, args ...any) error {
+	return &wrapError{msg: fmt.Sprintf(format, args...), err: err}
 }
 
 // Unwrap returns the cause.

@@ -225,7 +225,7 @@ var errNoFunc = errors.New("sockhop: RequestFunc needs a function to call with t
 
 // noReplyErr is the error of a request whose ctx ended before its reply.
 func noReplyErr(typ string, cause error) error {
-	return fmt.Errorf("sockhop: request %q got no reply: %w", typ, cause)
+	return wrapf(cause, "request %q got no reply", typ)
 }
 
 // await waits for the reply to request id.

@@ -45,7 +45,7 @@ func (c *Client) reconnectLoop() {
 		}
 		if last {
 			// End first, so that the hook sees the client's final state.
-			c.endLoop(fmt.Errorf("sockhop: gave up reconnecting after %d attempts (MaxReconnectAttempts): %w", attempt, err))
+			c.endLoop(wrapf(err, "gave up reconnecting after %d attempts (MaxReconnectAttempts)", attempt))
 		}
 		if f := c.o.OnReconnect; f != nil {
 			a := attempt
@@ -88,7 +88,7 @@ func (c *Client) reconnectOnce() (*conn, error) {
 	}
 	if ok, err := cn.handshakeResult(); !ok && c.o.RequireHandshake {
 		cn.close(err, false)
-		return nil, fmt.Errorf("sockhop: reconnected, but the handshake failed (RequireHandshake): %w", err)
+		return nil, wrapf(err, "reconnected, but the handshake failed (RequireHandshake)")
 	}
 	return cn, nil
 }
@@ -263,7 +263,7 @@ func (c *Client) dropHeld(items []*heldMsg, reason error) int {
 	for _, it := range items {
 		if it.req != nil {
 			select {
-			case it.req.ch <- reqResult{err: fmt.Errorf("sockhop: request held while reconnecting was not sent: %w", reason)}:
+			case it.req.ch <- reqResult{err: wrapf(reason, "request held while reconnecting was not sent")}:
 			default:
 			}
 			continue
@@ -276,7 +276,7 @@ func (c *Client) dropHeld(items []*heldMsg, reason error) int {
 	c.mu.Lock()
 	c.retired.BufferDropped += uint64(lost)
 	c.mu.Unlock()
-	err := fmt.Errorf("sockhop: %d message(s) held while reconnecting were not sent: %w", lost, reason)
+	err := wrapf(reason, "%d message(s) held while reconnecting were not sent", lost)
 	c.o.Logger.Warn("sockhop: reconnect buffer dropped", "messages", lost, "reason", reason.Error())
 	c.reportError(err)
 	return lost
@@ -353,5 +353,5 @@ func (c *Client) awaitHeld(ctx context.Context, req *heldReq, typ string) (*Mess
 		return r.m, r.err
 	default:
 	}
-	return nil, fmt.Errorf("sockhop: request %q got no reply (held while reconnecting): %w", typ, ctx.Err())
+	return nil, wrapf(ctx.Err(), "request %q got no reply (held while reconnecting)", typ)
 }

@@ -169,7 +169,7 @@ func (s *Server) listen() (net.Listener, error) {
 	if s.o.Path == "" {
 		ln, err := net.Listen("tcp", s.o.Addr)
 		if err != nil {
-			return nil, fmt.Errorf("sockhop: listen on %s: %w", s.o.Addr, err)
+			return nil, wrapf(err, "listen on %s", s.o.Addr)
 		}
 		return ln, nil
 	}
@@ -194,7 +194,7 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 			return nil, newError(CodeBadOption, fmt.Sprintf("%s is a live socket: another server listens on it", path), syscall.EADDRINUSE)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("sockhop: removing stale socket %s: %w", path, err)
+			return nil, wrapf(err, "removing stale socket %s", path)
 		}
 	}
 	// Bind in a private directory, set the mode, then move the socket into
@@ -216,14 +216,14 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 func bindUnix(tmp, path string, mode os.FileMode) (net.Listener, error) {
 	ln, err := net.Listen("unix", tmp)
 	if err != nil {
-		return nil, fmt.Errorf("sockhop: listen on %s: %w", path, err)
+		return nil, wrapf(err, "listen on %s", path)
 	}
 	ul := ln.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false) // it would unlink tmp; unixListener removes path
 	fail := func(what string, err error) (net.Listener, error) {
 		_ = ul.Close()
 		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("sockhop: %s %s: %w", what, path, err)
+		return nil, wrapf(err, "%s %s", what, path)
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
 		return fail("chmod", err)
@@ -283,7 +283,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			} else if delay *= 2; delay > time.Second {
 				delay = time.Second
 			}
-			s.report(nil, fmt.Errorf("sockhop: accept: %w; retrying in %s", err, delay))
+			s.report(nil, wrapf(err, "accept failed, retrying in %s", delay))
 			select {
 			case <-time.After(delay):
 			case <-s.ctx.Done():
@@ -400,7 +400,7 @@ func (s *Server) startSession(nc net.Conn) {
 		if err := s.runStart(sess); err != nil {
 			_ = nc.Close()
 			log.Info("sockhop: session refused by OnSessionStart", "err", err.Error())
-			s.report(sess, fmt.Errorf("sockhop: session %d refused by OnSessionStart: %w", sess.id, err))
+			s.report(sess, wrapf(err, "session %d refused by OnSessionStart", sess.id))
 			return
 		}
 	}
