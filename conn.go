@@ -79,6 +79,7 @@ type conn struct {
 	dispatchDone chan struct{}
 	finished     chan struct{}  // closed when every goroutine has ended
 	wg           sync.WaitGroup // reader, writer, dispatcher
+	trace *Trace // nil: no tracing (ConnOptions.Trace, or LevelTrace logging)
 	// pingStart is the ping interval the owner wants when the connection
 	// starts (PingInterval, or the value of the owner's SetPingInterval);
 	// set before start.
@@ -118,6 +119,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, log *slog.Logger, serve
 		finished:     make(chan struct{}),
 	}
 	c.q.maxSend = o.MaxSendSize
+	c.trace = newTrace(o, log)
 	c.pingStart = o.PingInterval
 	_, isTLS := nc.(*tls.Conn)
 	c.cuttable = !isTLS

@@ -41,6 +41,9 @@ func (c *conn) readLoop() {
 			c.close(err, false)
 			return
 		}
+		if c.trace != nil {
+			c.traceReceived(&m)
+		}
 		if c.isDone() {
 			// Draining until the peer's FIN after a graceful close. A pong
 			// may still prove the switch that the close waits for.

@@ -86,6 +86,9 @@ func (c *conn) send(ctx context.Context, m *wire.Message, typed bool, how sendHo
 		}
 		switch p.r {
 		case queuedOK:
+			if c.trace != nil {
+				c.traceSent(m, p.binary, p.size, false)
+			}
 			c.useToken(p.token, how != queued)
 			return nil
 		case refused:
@@ -127,6 +130,9 @@ func (c *conn) sendControl(m *wire.Message, byReader bool) {
 	p, _ := c.q.push(m, false, ctlMsg, tp) // reserved types always encode
 	switch p.r {
 	case queuedOK:
+		if c.trace != nil {
+			c.traceSent(m, p.binary, p.size, true)
+		}
 		c.useToken(p.token, false)
 	case overHeadroom:
 		c.close(newError(CodeSlowConsumer, fmt.Sprintf("peer %s does not read what it asks for: outbound queue passed MaxQueueBytes (%d) and the headroom for control messages", c.remote(), c.o.MaxQueueBytes), nil), false)
@@ -142,6 +148,9 @@ func (c *conn) sendEncoded(enc *encodedPair) error {
 	}
 	switch p.r {
 	case queuedOK:
+		if c.trace != nil {
+			c.traceSent(&wire.Message{Type: enc.typ, Bytes: enc.bytes}, p.binary, p.size, false)
+		}
 		c.useToken(p.token, false)
 		return nil
 	case refused:
@@ -155,12 +164,13 @@ func (c *conn) sendEncoded(enc *encodedPair) error {
 // encodedPair is one message encoded once for each transmit mode.
 type encodedPair struct {
 	typ         string
+	bytes       bool
 	json, frame []byte
 	frameErr    error
 }
 
 func encodePair(m *wire.Message, term []byte) *encodedPair {
-	p := &encodedPair{typ: m.Type, json: wire.AppendJSONLine(nil, m, term)}
+	p := &encodedPair{typ: m.Type, bytes: m.Bytes, json: wire.AppendJSONLine(nil, m, term)}
 	p.frame, p.frameErr = wire.AppendFrame(nil, m)
 	return p
 }
@@ -255,6 +265,9 @@ func (c *conn) flushForRead() {
 // copied (the caller may reuse its buffer once we return) and left to the
 // writer goroutine.
 func (c *conn) writeDirect(m *wire.Message) error {
+	if c.trace != nil {
+		c.traceSent(m, true, wire.FrameSize(m), false)
+	}
 	var head [320]byte
 	h := wire.AppendFrameHeader(head[:0], m, len(m.Data))
 	rest, err := c.write([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, true)

@@ -321,3 +321,38 @@ func Example_interoperate() {
 	// ready, binary: false
 	// disconnect
 }
+
+// Tracing what crosses the wire (Node: debug: true and the debug:sending /
+// debug:received events). Here only application messages are printed; the
+// protocol's own (handshake, transition, pings) have Protocol set.
+func Example_trace() {
+	srv := sockhop.NewServer(sockhop.ServerOptions{Addr: "127.0.0.1:0"})
+	srv.Handle("Ask", func(ctx context.Context, m *sockhop.Message) error { return m.Reply(ctx, "yes") })
+	var mu sync.Mutex
+	var lines []string
+	show := func(dir string) func(sockhop.TraceEvent) {
+		return func(ev sockhop.TraceEvent) {
+			if ev.Protocol {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, fmt.Sprintf("%s %s %s, frame: %v, %d bytes", dir, ev.Kind, ev.Type, ev.Binary, ev.Size))
+		}
+	}
+	c, done := pair(srv, sockhop.ClientOptions{ConnOptions: sockhop.ConnOptions{
+		Trace: &sockhop.Trace{Sending: show("sent"), Received: show("received")},
+	}})
+	defer done()
+	if _, err := c.Request(context.Background(), sockhop.Named{Type: "Ask", Data: 1}); err != nil {
+		log.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	// Output:
+	// sent request Ask, frame: true, 50 bytes
+	// received response String, frame: true, 52 bytes
+}

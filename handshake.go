@@ -106,6 +106,10 @@ func (c *conn) switchToBinary(peerMaybeNode bool) bool {
 		c.stopProof()
 		return false
 	}
+	if c.trace != nil {
+		line := &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}
+		c.traceSent(line, false, len(wire.AppendJSONLine(nil, line, []byte(c.o.Terminator))), true)
+	}
 	c.useToken(p.token, false)
 	return true
 }

@@ -130,8 +130,12 @@ type ConnOptions struct {
 	// connections that never handshake within HandshakeTimeout (silent
 	// peers, port scanners), but also every 1.x peer.
 	DropFailedHandshake bool
-	// Logger receives the library's records (nil: discarded).
+	// Logger receives the library's records (nil: discarded); at
+	// LevelTrace, one per message sent and received (see Trace).
 	Logger *slog.Logger
+	// Trace, when set, is told of every message sent and received at the
+	// protocol level (the reference's debug events).
+	Trace *Trace
 }
 
 func (o *ConnOptions) setDefaults() error {

@@ -199,6 +199,10 @@ type pushed struct {
 	// space, with noRoom, is closed when bytes next leave the queue; the
 	// caller calls doneWaiting once it has waited.
 	space <-chan struct{}
+	// size and binary, with queuedOK: the message's encoded size and the
+	// mode it was queued in (for a Trace).
+	size   int
+	binary bool
 }
 
 // encodedSize estimates the bytes m takes in either mode, for admission.
@@ -247,13 +251,14 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 	if q.holding && class == appMsg {
 		dst = &q.held
 	}
+	n := 0
 	if size := encodedSize(m); size > largeMsg {
 		if q.binary {
 			size = wire.FrameSize(m) // exact: no room reserved for base64
 		}
 		seg := q.encode(getFrame(size)[:0], m)
 		dst.push(seg, true)
-		q.addN(len(seg))
+		n = len(seg)
 	} else {
 		if len(dst.open) > 0 && len(dst.open)+size > openMax {
 			dst.seal()
@@ -261,10 +266,13 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		}
 		k := len(dst.open)
 		dst.open = q.encode(dst.openBuf(), m)
-		q.addN(len(dst.open) - k)
+		n = len(dst.open) - k
 	}
+	q.addN(n)
 	q.count()
-	return q.afterAdd(wantToken)
+	p := q.afterAdd(wantToken)
+	p.size, p.binary = n, q.binary
+	return p
 }
 
 // afterAdd hands the token to a caller that wants it when bytes are ready
@@ -383,7 +391,9 @@ func (q *sendQueue) pushShared(typ string, json, frame []byte, frameErr error) (
 	}
 	q.addN(len(b))
 	q.count()
-	return q.afterAdd(true), nil
+	p := q.afterAdd(true)
+	p.size, p.binary = len(b), q.binary
+	return p, nil
 }
 
 // doneWaiting ends the wait of a push that returned noRoom.

@@ -179,6 +179,7 @@ func (d *Decoder) nextLine() (Message, bool, error) {
 		return Message{}, false, d.fail(&SizeError{Size: int64(len(line)), Limit: d.Limit()})
 	}
 	m, err := parseLine(line, &d.names, d.alloc)
+	m.Size = len(line)
 	if err == nil && m.HasType && m.Type == TypeTransition {
 		d.binary = true
 	}
@@ -207,6 +208,7 @@ func (d *Decoder) nextFrame() (Message, bool, error) {
 	}
 	d.start += need
 	m, err := parsePayload(pending[4], pending[frameHeaderLen:need], &d.names, d.lazy)
+	m.Size = int(size)
 	return m, true, err
 }
 
@@ -243,7 +245,7 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 		}
 	}
 	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names, d.lazy)
-	m.Owned, m.Frame = true, frame
+	m.Owned, m.Frame, m.Size = true, frame, need-frameHeaderLen
 	return m, true, err
 }
 

@@ -85,6 +85,10 @@ type Message struct {
 	RawID []byte
 	// Binary records the mode the message arrived in.
 	Binary bool
+	// Size is what the message took on the wire, as a receiver's limit
+	// counts it: the line without its terminator, or the frame's payload
+	// (set by the Decoder).
+	Size int
 	// Owned is set when Data does not alias the Decoder's buffer.
 	Owned bool
 	// Unchecked: Data (JSON) was not validated (Decoder.SetLazyJSON); it
