@@ -85,7 +85,9 @@ type conn struct {
 	// set before start.
 	pingStart   time.Duration
 	dispatching bool         // the dispatcher was started (reader-owned)
-	strikes     atomic.Int64 // undecodable messages so far
+	strikes     atomic.Int64 // protocol errors of the peer so far
+	peerErrs    peerErrors   // the rate limit of their reports
+	peerWarns   peerErrors   // and of warnings the peer's messages cause
 	stats       connStats
 	retired     bool // its stats were added to the owner's totals (owner's lock)
 	// connectSeq is the number of this connection's OnConnect on its
@@ -279,6 +281,7 @@ func (c *conn) closer(reason error, graceful bool) {
 	<-c.dispatchDone
 	c.wg.Wait()
 	c.stopPings()
+	c.reportSuppressed()
 	c.stopProof()
 	c.finishHandshake(false, reason)
 	if isAbnormal(reason) {

@@ -61,19 +61,6 @@ func (c *conn) readLoop() {
 	}
 }
 
-// onUndecodable counts a message that could not be decoded and closes the
-// connection past MaxProtocolErrors. The reader calls it, and so does a
-// Message whose data, validated where it was used, is not JSON.
-func (c *conn) onUndecodable(de *wire.DecodeError) {
-	strikes := c.strikes.Add(1)
-	c.stats.protoErrors.Add(1)
-	c.reportError(newError(de.Code, fmt.Sprintf("from %s: %s", c.remote(), de.Msg), nil))
-	if c.o.MaxProtocolErrors > 0 && strikes > int64(c.o.MaxProtocolErrors) {
-		c.stats.limits.Add(1)
-		c.close(newError(CodeProtocol, fmt.Sprintf("peer %s sent %d undecodable messages, more than MaxProtocolErrors (%d)", c.remote(), strikes, c.o.MaxProtocolErrors), nil), false)
-	}
-}
-
 // endRead ends the reading: no message is queued after it.
 func (c *conn) endRead() {
 	c.inbox.close()
@@ -119,8 +106,7 @@ func (c *conn) handle(m *wire.Message) {
 			return
 		}
 		if !c.deliver(m.ID, newMessage(nil, m)) {
-			c.stats.protoErrors.Add(1)
-			c.reportError(newError(CodeUnknownCallback, fmt.Sprintf("reply from %s for callback id %q, which is not pending (answered twice, timed out or never sent); dropped", c.remote(), m.ID), nil))
+			c.protocolError(CodeUnknownCallback, fmt.Sprintf("reply for callback id %s, which is not pending (answered twice, timed out or never sent); dropped", quoteName(m.ID)))
 		}
 		return
 	}
@@ -233,7 +219,9 @@ func (c *conn) run(ctx context.Context, m *Message) {
 	if h == nil {
 		if m.IsRequest() {
 			c.stats.unanswered.Add(1)
-			c.log.Warn("sockhop: no handler for request; the peer will wait for a reply that never comes", "type", m.Type, "peer", c.remote())
+			if c.warnNow() {
+				c.log.Warn("sockhop: no handler for request; the peer will wait for a reply that never comes", "type", shortName(m.Type), "peer", c.remote())
+			}
 		} else {
 			c.log.Debug("sockhop: no handler for message; dropped", "type", m.Type)
 		}
@@ -241,16 +229,18 @@ func (c *conn) run(ctx context.Context, m *Message) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			c.reportError(newError(CodeProtocol, fmt.Sprintf("handler for %q panicked: %v", m.Type, r), nil))
+			c.reportError(newError(CodeProtocol, fmt.Sprintf("handler for %s panicked: %v", quoteName(m.Type), r), nil))
 		}
 		if m.IsRequest() && !m.replied.Load() {
 			c.unanswered(m)
 		}
 	}()
 	if err := h(ctx, m); err != nil {
-		c.log.Warn("sockhop: handler failed", "type", m.Type, "err", err.Error())
+		if c.warnNow() {
+			c.log.Warn("sockhop: handler failed", "type", shortName(m.Type), "err", err.Error())
+		}
 		if c.hooks.protoErr != nil {
-			c.hooks.protoErr(wrapf(err, "handler for %q", m.Type))
+			c.hooks.protoErr(wrapf(err, "handler for %s", quoteName(m.Type)))
 		}
 	}
 }
@@ -260,7 +250,9 @@ func (c *conn) run(ctx context.Context, m *Message) {
 // waits forever (a Node peer's has no timeout).
 func (c *conn) unanswered(m *Message) {
 	c.stats.unanswered.Add(1)
-	c.log.Warn("sockhop: request handler returned without replying; the peer waits for a reply that never comes: call m.Reply (even with nil) before returning", "type", m.Type, "peer", c.remote())
+	if c.warnNow() {
+		c.log.Warn("sockhop: request handler returned without replying; the peer waits for a reply that never comes: call m.Reply (even with nil) before returning", "type", shortName(m.Type), "peer", c.remote())
+	}
 }
 
 // registry maps type names to handlers; it is shared by a Server's

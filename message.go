@@ -126,13 +126,13 @@ func (m *Message) validJSON() bool {
 func (m *Message) invalid() {
 	if m.json.CompareAndSwap(jsonUnchecked, jsonInvalid) && m.c != nil {
 		m.c.onUndecodable(&wire.DecodeError{Code: wire.CodeDeserializeFailed,
-			Msg: fmt.Sprintf("%s message %q: data is not valid JSON", kindName(m.IsRequest()), m.Type)})
+			Msg: fmt.Sprintf("%s message %s: data is not valid JSON", kindName(m.IsRequest()), quoteName(m.Type))})
 	}
 }
 
 // errNotJSON is Decode's error for data the peer sent that is not JSON.
 func (m *Message) errNotJSON(cause error) error {
-	return newError(CodeBadData, fmt.Sprintf("message of type %q: the peer sent data that is not valid JSON", m.Type), cause)
+	return newError(CodeBadData, fmt.Sprintf("message of type %s: the peer sent data that is not valid JSON", quoteName(m.Type)), cause)
 }
 
 func kindName(request bool) string {
@@ -152,10 +152,10 @@ func (m *Message) Decode(v any) error {
 			*p = m.data
 			return nil
 		}
-		return newError(CodeBadData, fmt.Sprintf("message of type %q carries bytes; decode it into a *[]byte, not %T", m.Type, v), nil)
+		return newError(CodeBadData, fmt.Sprintf("message of type %s carries bytes; decode it into a *[]byte, not %T", quoteName(m.Type), v), nil)
 	}
 	if m.data == nil {
-		return newError(CodeBadData, fmt.Sprintf("message of type %q has no data", m.Type), nil)
+		return newError(CodeBadData, fmt.Sprintf("message of type %s has no data", quoteName(m.Type)), nil)
 	}
 	if m.json.Load() == jsonInvalid {
 		return m.errNotJSON(nil)
@@ -189,7 +189,7 @@ func (m *Message) Decode(v any) error {
 			m.invalid()
 			return m.errNotJSON(err)
 		}
-		return newError(CodeBadData, fmt.Sprintf("decoding %q message into %T", m.Type, v), err)
+		return newError(CodeBadData, fmt.Sprintf("decoding %s message into %T", quoteName(m.Type), v), err)
 	}
 	m.json.CompareAndSwap(jsonUnchecked, jsonValid)
 	return nil

@@ -87,8 +87,10 @@ type ConnOptions struct {
 	// MaxPendingRequests bounds requests this side waits replies for on one
 	// connection (default 10,000).
 	MaxPendingRequests int
-	// MaxProtocolErrors is how many undecodable messages a connection may
-	// send before it is closed (default 100; negative: never closed for it).
+	// MaxProtocolErrors is how many protocol errors (undecodable messages,
+	// replies with unknown callback ids, null lines) a peer may send before
+	// its connection is closed (default 100; negative: never closed for
+	// it). Their reports are rate limited per connection.
 	MaxProtocolErrors int
 	// TransitionProofTimeout bounds how long our first binary frames wait,
 	// from the moment our transition line has been written, for a peer that

@@ -425,11 +425,14 @@ func unquoteName(raw []byte, names *nameCache) string {
 }
 
 func lineErrMsg(line []byte) string {
-	const show = 64
-	if len(line) > show {
-		return fmt.Sprintf("JSON line of %d bytes does not parse (starts %q)", len(line), line[:show])
+	// Sizes and offsets only: the line is the peer's data, and may hold
+	// anything (a password) that must not reach a log.
+	var v any
+	var se *json.SyntaxError
+	if err := json.Unmarshal(line, &v); errors.As(err, &se) {
+		return fmt.Sprintf("JSON line of %d bytes does not parse (syntax error at byte %d)", len(line), se.Offset)
 	}
-	return fmt.Sprintf("JSON line does not parse: %q", line)
+	return fmt.Sprintf("JSON line of %d bytes does not parse", len(line))
 }
 
 // truthyID applies JavaScript truthiness to an id value (3.5): "", 0, false
