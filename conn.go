@@ -79,7 +79,7 @@ type conn struct {
 	dispatchDone chan struct{}
 	finished     chan struct{}  // closed when every goroutine has ended
 	wg           sync.WaitGroup // reader, writer, dispatcher
-	trace *Trace // nil: no tracing (ConnOptions.Trace, or LevelTrace logging)
+	trace        *Trace         // nil: no tracing (ConnOptions.Trace, or LevelTrace logging)
 	// pingStart is the ping interval the owner wants when the connection
 	// starts (PingInterval, or the value of the owner's SetPingInterval);
 	// set before start.
