@@ -106,6 +106,7 @@ type Client struct {
 	connecting bool
 	closed     bool
 	everUp     bool          // a connection succeeded once: reconnects apply
+	gaveUp     bool          // the reconnect loop reached MaxReconnectAttempts
 	retired    Stats         // counters of ended connections, and reconnects
 	loop       chan struct{} // closed when the reconnect loop ends
 	stop       chan struct{} // closed by Close
@@ -241,7 +242,7 @@ func (c *Client) connect(ctx context.Context, fresh, reconnect bool) (*conn, err
 	}
 	c.cur = cn
 	cn.pingStart = c.pingEvery
-	c.everUp = true
+	c.everUp, c.gaveUp = true, false
 	if reconnect {
 		c.retired.Reconnects++
 	}

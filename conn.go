@@ -282,6 +282,13 @@ func (c *conn) closer(reason error, graceful bool) {
 	c.wg.Wait()
 	c.stopPings()
 	c.reportSuppressed()
+	if n := c.q.unsentApps(); n > 0 {
+		// Send returned nil for them: say so rather than lose them
+		// silently. (Bytes handed to the kernel may still be lost with
+		// the connection: only a Request's reply confirms delivery.)
+		c.stats.unsent.Add(n)
+		c.reportError(newError(CodeSocketDestroyed, fmt.Sprintf("%d message(s) accepted for sending to %s were never written in full: the connection ended first (%s)", n, c.remote(), causeText(reason)), nil))
+	}
 	c.stopProof()
 	c.finishHandshake(false, reason)
 	if isAbnormal(reason) {

@@ -214,6 +214,7 @@ func (c *conn) writeLoop() {
 			c.writeFailed(err)
 			return
 		}
+		c.q.wrote()
 		releaseSegs(owned)
 		clear(batch)
 		clear(owned)
@@ -238,6 +239,7 @@ func (c *conn) writeOnce() {
 		return
 	}
 	if len(rest) == 0 {
+		c.q.wrote()
 		releaseSegs(owned)
 		if transition {
 			c.lineWritten()
@@ -272,10 +274,13 @@ func (c *conn) writeDirect(m *wire.Message) error {
 	h := wire.AppendFrameHeader(head[:0], m, len(m.Data))
 	rest, err := c.write([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, true)
 	if err != nil {
+		c.q.refuseDirect() // the caller learns it from the error
 		c.writeFailed(err)
 		return err
 	}
-	if len(rest) > 0 {
+	if len(rest) == 0 {
+		c.q.wrote()
+	} else {
 		n := 0
 		for _, s := range rest {
 			n += len(s)

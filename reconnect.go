@@ -44,6 +44,9 @@ func (c *Client) reconnectLoop() {
 			next = 0
 		}
 		if last {
+			c.mu.Lock()
+			c.gaveUp = true // Send fails with ErrNotConnected again
+			c.mu.Unlock()
 			// End first, so that the hook sees the client's final state.
 			c.endLoop(wrapf(err, "gave up reconnecting after %d attempts (MaxReconnectAttempts)", attempt))
 		}
@@ -171,7 +174,11 @@ func (c *Client) route(body *wire.Message, typed bool, req *heldReq) (cn *conn, 
 	if c.closed {
 		return nil, false, errClosed("client")
 	}
-	if c.o.ReconnectBufferSize > 0 && c.loop != nil {
+	// Held while the loop runs, and also between a connection's end and
+	// the start of the loop (its closed hook may not have run yet): the
+	// loop, started then, flushes the buffer.
+	dead := c.cur == nil || c.cur.isDone()
+	if c.o.ReconnectBufferSize > 0 && (c.loop != nil || (dead && c.o.AutoReconnect && c.everUp && !c.gaveUp)) {
 		// Refused now rather than when the buffer is flushed: a frame is
 		// its smallest form.
 		if err := overSendLimit(body, c.o.MaxSendSize, true); err != nil {

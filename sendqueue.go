@@ -42,6 +42,13 @@ type sendQueue struct {
 	maxSend int    // MaxSendSize; <= 0: none
 	term    []byte // the JSON-line terminator
 
+	// Application messages queued and written in full, and those that end
+	// in each segment of the batch being written: a connection that dies
+	// counts what it never wrote (unsentApps) instead of losing it
+	// silently.
+	appsQueued, appsWritten uint64
+	flying                  []int32
+
 	binary bool // transmit mode: frames after our transition line
 	ready  segs // written next, in order
 	held   segs // application messages behind the transition barrier
@@ -106,7 +113,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b
 type segs struct {
 	list  [][]byte
 	owned []bool // owned[i]: list[i] is ours, to reuse once written
-	open  []byte
+	// apps[i]: how many application messages end in list[i] (openApps:
+	// in open), so that what was never written is counted when a
+	// connection dies (unsentApps).
+	apps     []int32
+	open     []byte
+	openApps int32
 }
 
 func (s *segs) empty() bool { return len(s.list) == 0 && len(s.open) == 0 }
@@ -116,7 +128,8 @@ func (s *segs) seal() {
 	if len(s.open) > 0 {
 		s.list = append(s.list, s.open)
 		s.owned = append(s.owned, true)
-		s.open = nil
+		s.apps = append(s.apps, s.openApps)
+		s.open, s.openApps = nil, 0
 	}
 }
 
@@ -139,10 +152,11 @@ func bigOpenBuf() []byte {
 	return make([]byte, 0, openMax)
 }
 
-func (s *segs) push(b []byte, owned bool) {
+func (s *segs) push(b []byte, owned bool, apps int32) {
 	s.seal()
 	s.list = append(s.list, b)
 	s.owned = append(s.owned, owned)
+	s.apps = append(s.apps, apps)
 }
 
 // drop releases everything and empties s.
@@ -154,7 +168,7 @@ func (s *segs) drop() {
 		}
 	}
 	clear(s.list)
-	s.list, s.owned = s.list[:0], s.owned[:0]
+	s.list, s.owned, s.apps = s.list[:0], s.owned[:0], s.apps[:0]
 }
 
 // newSendQueue returns a queue whose write token is out: nothing is
@@ -252,12 +266,17 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		dst = &q.held
 	}
 	n := 0
+	var app int32
+	if class == appMsg {
+		app = 1
+		q.appsQueued++
+	}
 	if size := encodedSize(m); size > largeMsg {
 		if q.binary {
 			size = wire.FrameSize(m) // exact: no room reserved for base64
 		}
 		seg := q.encode(getFrame(size)[:0], m)
-		dst.push(seg, true)
+		dst.push(seg, true, app)
 		n = len(seg)
 	} else {
 		if len(dst.open) > 0 && len(dst.open)+size > openMax {
@@ -266,6 +285,7 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 		}
 		k := len(dst.open)
 		dst.open = q.encode(dst.openBuf(), m)
+		dst.openApps += app
 		n = len(dst.open) - k
 	}
 	q.addN(n)
@@ -384,10 +404,12 @@ func (q *sendQueue) pushShared(typ string, json, frame []byte, frameErr error) (
 	if q.holding {
 		dst = &q.held
 	}
+	q.appsQueued++
 	if len(b) < sharedMin {
 		dst.open = append(dst.openBuf(), b...)
+		dst.openApps++
 	} else {
-		dst.push(b, false)
+		dst.push(b, false, 1)
 	}
 	q.addN(len(b))
 	q.count()
@@ -437,8 +459,9 @@ func (q *sendQueue) release() pushed {
 	q.ready.seal()
 	q.ready.list = append(q.ready.list, q.held.list...)
 	q.ready.owned = append(q.ready.owned, q.held.owned...)
+	q.ready.apps = append(q.ready.apps, q.held.apps...)
 	clear(q.held.list)
-	q.held.list, q.held.owned = q.held.list[:0], q.held.owned[:0]
+	q.held.list, q.held.owned, q.held.apps = q.held.list[:0], q.held.owned[:0], q.held.apps[:0]
 	r := q.afterAdd(true)
 	q.checkFinished()
 	return r
@@ -479,16 +502,51 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 		taken += len(seg)
 	}
 	q.addN(-taken)
+	q.flying = append(q.flying[:0], q.ready.apps[:k]...)
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
 	q.ready.list = q.ready.list[:rest]
 	copy(q.ready.owned, q.ready.owned[k:])
 	q.ready.owned = q.ready.owned[:rest]
+	copy(q.ready.apps, q.ready.apps[k:])
+	q.ready.apps = q.ready.apps[:rest]
 	if q.waiters > 0 {
 		close(q.space)
 		q.space = make(chan struct{})
 	}
 	return batch, owned, transition
+}
+
+// refuseDirect takes back the count of a direct write that failed: its
+// sender gets the error, so it is not one of the unsent.
+func (q *sendQueue) refuseDirect() {
+	q.mu.Lock()
+	q.appsQueued--
+	q.flying = q.flying[:0]
+	q.mu.Unlock()
+}
+
+// wrote records that the batch taken last was written in full.
+func (q *sendQueue) wrote() {
+	q.mu.Lock()
+	q.written()
+	q.mu.Unlock()
+}
+
+// written counts the messages of flying as written; q.mu held.
+func (q *sendQueue) written() {
+	for _, n := range q.flying {
+		q.appsWritten += uint64(n)
+	}
+	q.flying = q.flying[:0]
+}
+
+// unsentApps returns how many application messages were queued but never
+// written in full; final once finished is closed.
+func (q *sendQueue) unsentApps() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.appsQueued - q.appsWritten
 }
 
 // takeToken gives the caller the write token if nobody writes and bytes
@@ -511,6 +569,8 @@ func (q *sendQueue) takeDirect() bool {
 	}
 	q.busy = true
 	q.binOut++
+	q.appsQueued++
+	q.flying = append(q.flying[:0], 1) // a batch of one message
 	return true
 }
 
@@ -534,8 +594,18 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	for _, b := range rest {
 		q.addN(len(b))
 	}
+	// rest is the tail of the batch taken last (a direct write's, merged
+	// into one segment, is a batch of one): the messages of the segments
+	// before it were written; those ending in rest were not.
+	tail := make([]int32, len(rest))
+	if k, n := len(rest), len(q.flying); k <= n {
+		copy(tail, q.flying[n-k:])
+		q.flying = q.flying[:n-k]
+	}
+	q.written()
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
+	q.ready.apps = append(tail, q.ready.apps...)
 	if transition {
 		q.stopAt = len(rest)
 	} else if q.stopAt > 0 {

@@ -63,6 +63,11 @@ type Stats struct {
 	Connections uint64
 	// Reconnects: connections a client's reconnect loop made.
 	Reconnects uint64
+	// Unsent: messages accepted for sending (Send, SendTyped, Request,
+	// Reply, SendAll returned nil) that their connection never wrote in
+	// full before it ended; each connection reports its count through
+	// OnError.
+	Unsent uint64
 	// BufferDropped: messages a client held while reconnecting
 	// (ReconnectBufferSize) that were never sent: Close came first,
 	// reconnecting gave up, or the new connection refused them.
@@ -92,6 +97,7 @@ func (s *Stats) add(o Stats) {
 	s.HookEventsDropped += o.HookEventsDropped
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
+	s.Unsent += o.Unsent
 	s.BufferDropped += o.BufferDropped
 }
 
@@ -105,6 +111,7 @@ type connStats struct {
 	guarded, unproven             atomic.Uint64
 	proofNanos                    atomic.Int64
 	pingsSent, pongsIn            atomic.Uint64
+	unsent                        atomic.Uint64
 	leftToWriter                  atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
 }
 
@@ -130,6 +137,7 @@ func (c *conn) statsSnapshot() Stats {
 		TransitionProof:            time.Duration(st.proofNanos.Load()),
 		PingsSent:                  st.pingsSent.Load(),
 		PongsReceived:              st.pongsIn.Load(),
+		Unsent:                     st.unsent.Load(),
 		Connections:                1,
 	}
 }
