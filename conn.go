@@ -80,6 +80,9 @@ type conn struct {
 	finished     chan struct{}  // closed when every goroutine has ended
 	wg           sync.WaitGroup // reader, writer, dispatcher
 	trace        *Trace         // nil: no tracing (ConnOptions.Trace, or LevelTrace logging)
+	// The reader's: when the message in progress began, and the last read
+	// that brought bytes (MinReadRate).
+	msgStart, lastRead time.Time
 	// pingStart is the ping interval the owner wants when the connection
 	// starts (PingInterval, or the value of the owner's SetPingInterval);
 	// set before start.

@@ -310,20 +310,51 @@ func (r *registry) lookup(typ string) Handler {
 
 // socketReader is what the decoder reads from: the socket, with what was
 // left for the reader written first (it answers what was read before), the
-// bytes counted, and, with an idle timeout, a deadline on each read.
+// bytes counted, and, with IdleTimeout or MinReadRate, a deadline on each
+// read.
 type socketReader struct{ c *conn }
 
 func (sr socketReader) Read(p []byte) (int, error) {
 	c := sr.c
 	c.flushForRead()
-	idle := c.o.IdleTimeout
-	if idle > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	if c.o.IdleTimeout <= 0 && c.o.MinReadRate <= 0 {
+		n, err := c.nc.Read(p)
+		c.stats.bytesIn.Add(uint64(n))
+		return n, err
 	}
+	now := time.Now()
+	var dl time.Time
+	if c.o.IdleTimeout > 0 {
+		dl = now.Add(c.o.IdleTimeout)
+	}
+	slow := false
+	if rate := c.o.MinReadRate; rate > 0 {
+		// A message in progress must keep arriving at rate bytes a second
+		// on average, after MessageGrace (slowloris peers).
+		if partial := c.dec.Partial(); partial == 0 {
+			c.msgStart = time.Time{}
+		} else {
+			if c.msgStart.IsZero() {
+				c.msgStart = c.lastRead // its first bytes came with that read
+			}
+			mdl := c.msgStart.Add(c.o.MessageGrace + time.Duration(partial)*time.Second/time.Duration(rate))
+			if dl.IsZero() || mdl.Before(dl) {
+				dl, slow = mdl, true
+			}
+		}
+	}
+	_ = c.nc.SetReadDeadline(dl) // zero: none
 	n, err := c.nc.Read(p)
 	c.stats.bytesIn.Add(uint64(n))
-	if err != nil && idle > 0 && isTimeout(err) {
-		err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", idle), err)
+	if n > 0 {
+		c.lastRead = time.Now()
+	}
+	if err != nil && isTimeout(err) {
+		if slow {
+			err = newError(CodeIdle, fmt.Sprintf("peer sent %d bytes of a message in %s, slower than MinReadRate (%d bytes/s after MessageGrace %s); connection closed", c.dec.Partial(), time.Since(c.msgStart).Round(time.Millisecond), c.o.MinReadRate, c.o.MessageGrace), err)
+		} else {
+			err = newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", c.o.IdleTimeout), err)
+		}
 	}
 	return n, err
 }

@@ -180,8 +180,13 @@ func (c *conn) finishHandshake(ok bool, err error) {
 	// reported to the hook before Start returns (and closes the connection).
 	defer close(c.hsDoneCh)
 	// The reader may be waiting in the middle of a message with the
-	// pre-handshake limit: raise it now, not at the next message.
-	c.dec.SetLimit(c.o.MaxMessageSize)
+	// pre-handshake limit: raise it now, not at the next message. With
+	// DropFailedHandshake a failed handshake keeps it: the connection is
+	// being dropped (a peer that never handshook must not get the full
+	// limit for what it sends meanwhile).
+	if ok || !c.o.DropFailedHandshake {
+		c.dec.SetLimit(c.o.MaxMessageSize)
+	}
 	c.pingsReady()
 	if c.o.CompatibilityMode || c.isDone() {
 		return

@@ -21,6 +21,7 @@ const (
 	DefaultConnectTimeout        = 5 * time.Second
 	DefaultHandshakeTimeout      = 3 * time.Second
 	DefaultMaxMessageSize        = wire.DefaultMaxMessage
+	DefaultMessageGrace          = 10 * time.Second
 	DefaultMaxQueueBytes         = 8 << 20
 	DefaultMaxInboxBytes         = 8 << 20
 	DefaultWriteTimeout          = 10 * time.Second
@@ -126,6 +127,13 @@ type ConnOptions struct {
 	// live peer's pongs keep it open; it bounds silent and slowloris peers
 	// that never finish a message.
 	IdleTimeout time.Duration
+	// MinReadRate, when positive, bounds slow peers (slowloris): once a
+	// message has been arriving for MessageGrace (default 10 s), it must
+	// keep arriving at this many bytes a second on average, or the
+	// connection is closed (ErrIdle). Time between messages is IdleTimeout's
+	// business. Default off.
+	MinReadRate  int
+	MessageGrace time.Duration
 	// DropFailedHandshake closes a connection whose handshake fails
 	// instead of carrying on in JSON mode as the reference does. Set it
 	// where every peer is a 2.x Sockhop or this library: it cuts off
@@ -154,6 +162,9 @@ func (o *ConnOptions) setDefaults() error {
 	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&o.WriteTimeout, DefaultWriteTimeout)
 	def(&o.TransitionProofTimeout, o.HandshakeTimeout)
+	if o.MinReadRate > 0 {
+		def(&o.MessageGrace, DefaultMessageGrace)
+	}
 	defInt(&o.MaxMessageSize, DefaultMaxMessageSize)
 	defInt(&o.MaxPreHandshakeSize, o.MaxMessageSize)
 	defInt(&o.MaxSendSize, o.MaxMessageSize)
@@ -179,7 +190,7 @@ func (o *ConnOptions) setDefaults() error {
 		"MaxMessageSize": int64(o.MaxMessageSize), "MaxPreHandshakeSize": int64(o.MaxPreHandshakeSize),
 		"MaxQueueBytes": int64(o.MaxQueueBytes), "MaxInboxBytes": int64(o.MaxInboxBytes), "MaxConcurrentRequests": int64(o.MaxConcurrentRequests),
 		"MaxPendingRequests": int64(o.MaxPendingRequests), "PingInterval": int64(o.PingInterval),
-		"IdleTimeout": int64(o.IdleTimeout),
+		"IdleTimeout": int64(o.IdleTimeout), "MinReadRate": int64(o.MinReadRate), "MessageGrace": int64(o.MessageGrace),
 	} {
 		if v < 0 {
 			return newError(CodeBadOption, fmt.Sprintf("option %s is negative (%d); use 0 for the default", name, v), nil)

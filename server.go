@@ -36,6 +36,18 @@ type ServerOptions struct {
 	// MaxConnections bounds live sessions (default 65,536); connections
 	// over it are closed at once.
 	MaxConnections int
+	// MaxConnectionsPerIP, when positive, bounds the live sessions (and
+	// connections still starting) from one IP address over TCP; more are
+	// closed at once. Default off.
+	MaxConnectionsPerIP int
+	// Hardened sets, for a server that faces an untrusted network, every
+	// bound the default leaves off for the sake of 1.x peers, which it
+	// then cannot serve (they never handshake): DropFailedHandshake; a
+	// pre-handshake limit of 64 KiB, kept until the handshake succeeds;
+	// PingInterval 30 s and IdleTimeout 2 min (a live peer's pongs keep an
+	// idle connection open); MaxConnectionsPerIP 64; MinReadRate 1 KiB/s
+	// after MessageGrace 10 s. A field set explicitly keeps its value.
+	Hardened bool
 
 	ConnOptions
 
@@ -73,6 +85,7 @@ type Server struct {
 	// a broadcast neither allocates nor sorts.
 	snap   []*Session
 	nextID uint64
+	perIP  map[string]int // sessions and starting connections per IP (MaxConnectionsPerIP)
 	// pingEvery is the ping interval of new sessions: PingInterval, then
 	// SetPingInterval's.
 	pingEvery time.Duration
@@ -86,8 +99,40 @@ type Server struct {
 	hooks  hookRunner // OnError for errors of no session (the listener's)
 }
 
+// Hardened profile values (ServerOptions.Hardened).
+const (
+	hardenedPreHandshake = 64 << 10
+	hardenedPing         = 30 * time.Second
+	hardenedIdle         = 2 * time.Minute
+	hardenedPerIP        = 64
+	hardenedMinReadRate  = 1 << 10
+)
+
+// harden fills in the hardened profile where a field was left at zero.
+func (o *ServerOptions) harden() {
+	o.DropFailedHandshake = true
+	set := func(d *int, v int) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	setD := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	set(&o.MaxPreHandshakeSize, hardenedPreHandshake)
+	set(&o.MaxConnectionsPerIP, hardenedPerIP)
+	set(&o.MinReadRate, hardenedMinReadRate)
+	setD(&o.PingInterval, hardenedPing)
+	setD(&o.IdleTimeout, hardenedIdle)
+}
+
 // NewServer returns a Server; nothing listens until Listen or Serve.
 func NewServer(o ServerOptions) *Server {
+	if o.Hardened {
+		o.harden()
+	}
 	s := &Server{o: o, sessions: make(map[uint64]*Session), pingEvery: o.PingInterval}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.o.Addr == "" {
@@ -338,15 +383,32 @@ func (s *Server) startSession(nc net.Conn) {
 		}
 		return
 	}
+	ip := peerIP(nc)
+	if limit := s.o.MaxConnectionsPerIP; limit > 0 && ip != "" {
+		if s.perIP[ip] >= limit {
+			s.retired.LimitViolations++
+			s.mu.Unlock()
+			_ = nc.Close()
+			s.report(nil, newError(CodeMaxConnections, fmt.Sprintf("connection from %s refused: MaxConnectionsPerIP (%d) reached for %s", nc.RemoteAddr(), limit, ip), nil))
+			return
+		}
+		if s.perIP == nil {
+			s.perIP = make(map[string]int)
+		}
+		s.perIP[ip]++
+	} else {
+		ip = ""
+	}
 	s.starting++
 	s.nextID++
-	sess := &Session{srv: s, id: s.nextID}
+	sess := &Session{srv: s, id: s.nextID, ip: ip}
 	s.mu.Unlock()
 	registered := false
 	defer func() {
 		if !registered {
 			s.mu.Lock()
 			s.starting--
+			s.releaseIPLocked(ip)
 			s.mu.Unlock()
 		}
 	}()
@@ -376,6 +438,7 @@ func (s *Server) startSession(nc net.Conn) {
 			final.RequestsPending = 0
 			s.mu.Lock()
 			delete(s.sessions, sess.id)
+			s.releaseIPLocked(sess.ip)
 			s.snap = nil
 			s.retired.add(final)
 			s.mu.Unlock()
@@ -419,6 +482,24 @@ func (s *Server) startSession(nc net.Conn) {
 	cn.pingStart = s.pingEvery
 	cn.start()
 	s.mu.Unlock()
+}
+
+// peerIP is the IP address of a TCP peer, "" for other transports.
+func peerIP(nc net.Conn) string {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
+// releaseIPLocked gives back ip's slot; s.mu held.
+func (s *Server) releaseIPLocked(ip string) {
+	if ip == "" {
+		return
+	}
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 }
 
 // runStart runs the start hook, turning a panic into an error (the

@@ -15,6 +15,7 @@ type Session struct {
 	srv *Server
 	id  uint64
 	c   *conn
+	ip  string // counted in srv.perIP ("" when not)
 
 	mu    sync.Mutex
 	value any

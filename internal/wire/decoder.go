@@ -58,6 +58,7 @@ type Decoder struct {
 	empty      int                // consecutive reads that returned no bytes and no error
 	err        error              // sticky: the stream is finished
 	idle       [idleRead]byte     // buf while drained (see idleRead)
+	owning     int                // bytes of a large frame read so far into its own buffer
 }
 
 // readBufs are the pooled read buffers of every Decoder.
@@ -125,6 +126,10 @@ func (d *Decoder) Binary() bool { return d.binary }
 
 // Buffered returns how many bytes are held waiting for the rest of a message.
 func (d *Decoder) Buffered() int { return d.end - d.start }
+
+// Partial returns how many bytes of the message being read have arrived:
+// the bytes buffered, or those of a large frame read into its own buffer.
+func (d *Decoder) Partial() int { return d.end - d.start + d.owning }
 
 // Next returns the next message. A *DecodeError concerns one message only:
 // it was skipped and the stream is still in sync, so Next may be called
@@ -224,7 +229,9 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 	}
 	have := copy(frame, d.buf[d.start:d.end])
 	d.start, d.end, d.scanned = 0, 0, 0
+	defer func() { d.owning = 0 }()
 	for empty := 0; have < need; {
+		d.owning = have
 		n, err := d.r.Read(frame[have:])
 		have += n
 		if err != nil {
