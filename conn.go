@@ -139,7 +139,7 @@ func newConn(nc net.Conn, o *ConnOptions, reg *registry, log *slog.Logger, serve
 	c.inlineCtx = context.WithValue(c.ctx, inlineKey{}, c)
 	c.pendingTable.init(func(v any) {
 		c.reportError(newError(CodeProtocol, fmt.Sprintf("RequestFunc function panicked: %v", v), nil))
-	})
+	}, o.MaxPendingRequests)
 	c.handshakeState.init()
 	if !o.CompatibilityMode {
 		c.dec.SetLimit(o.MaxPreHandshakeSize) // raised when the handshake ends

@@ -105,8 +105,10 @@ func (c *conn) handle(m *wire.Message) {
 			c.onHandshakeReply(m)
 			return
 		}
-		if !c.deliver(m.ID, newMessage(nil, m)) {
-			c.protocolError(CodeUnknownCallback, fmt.Sprintf("reply for callback id %s, which is not pending (answered twice, timed out or never sent); dropped", quoteName(m.ID)))
+		if ok, late := c.deliver(m.ID, newMessage(nil, m)); late {
+			c.stats.lateReplies.Add(1)
+		} else if !ok {
+			c.protocolError(CodeUnknownCallback, fmt.Sprintf("reply for callback id %s, which is not pending (answered twice, or never asked); dropped", quoteName(m.ID)))
 		}
 		return
 	}

@@ -20,6 +20,12 @@ type pendingTable struct {
 	// panicked reports a RequestFunc function that panicked: it runs on
 	// our goroutines, which must live on (as a handler's panic).
 	panicked func(any)
+	// gaveUp holds the ids of the last gaveUpKept requests given up (in
+	// gaveUpRing, oldest at gaveUpNext).
+	gaveUp     map[string]struct{}
+	gaveUpRing []string
+	gaveUpNext int
+	gaveUpKept int
 }
 
 // waiter is how a request's caller gets its reply: a 1-buffered channel
@@ -61,21 +67,47 @@ type reqResult struct {
 	err error
 }
 
-func (p *pendingTable) init(panicked func(any)) {
+func (p *pendingTable) init(panicked func(any), keep int) {
 	p.pending = make(map[string]waiter)
 	p.panicked = panicked
+	p.gaveUpKept = max(keep, 1)
 }
 
-// deliver hands a reply to its waiting caller; false if nobody waits.
-func (p *pendingTable) deliver(id string, m *Message) bool {
+// deliver hands a reply to its waiting caller. A reply nobody waits for is
+// late when it answers a request given up recently (its ctx ended first):
+// the peer did nothing wrong. Otherwise the peer answered twice or
+// something it was never asked: a protocol error.
+func (p *pendingTable) deliver(id string, m *Message) (delivered, late bool) {
 	p.pmu.Lock()
 	w, ok := p.pending[id]
 	delete(p.pending, id)
+	if !ok {
+		if _, late = p.gaveUp[id]; late {
+			delete(p.gaveUp, id)
+		}
+	}
 	p.pmu.Unlock()
 	if ok {
 		p.hand(w, reqResult{m: m})
 	}
-	return ok
+	return ok, late
+}
+
+// rememberLocked records a request given up, the last gaveUpKept of
+// them (MaxPendingRequests: as many as could have been waiting), so that
+// their late replies are not taken for protocol errors; pmu held.
+func (p *pendingTable) rememberLocked(id string) {
+	if p.gaveUp == nil {
+		p.gaveUp = make(map[string]struct{})
+	}
+	if len(p.gaveUpRing) < p.gaveUpKept {
+		p.gaveUpRing = append(p.gaveUpRing, id)
+	} else {
+		delete(p.gaveUp, p.gaveUpRing[p.gaveUpNext])
+		p.gaveUpRing[p.gaveUpNext] = id
+		p.gaveUpNext = (p.gaveUpNext + 1) % p.gaveUpKept
+	}
+	p.gaveUp[id] = struct{}{}
 }
 
 // failPending fails every waiting request and returns how many there were.
@@ -125,6 +157,9 @@ func (c *conn) forget(id string) bool {
 	c.pmu.Lock()
 	w, ok := c.pending[id]
 	delete(c.pending, id)
+	if ok {
+		c.rememberLocked(id) // its reply may still come
+	}
 	c.pmu.Unlock()
 	if ok && w.stop != nil {
 		w.stop()

@@ -144,8 +144,12 @@ func TestConcurrentSendsAndClose(t *testing.T) {
 	})
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	if len(log.errs) > 0 {
-		t.Fatalf("server saw protocol errors (an interleaved frame?): %v", log.errs[0])
+	for _, err := range log.errs {
+		// The server reports the broadcasts it had queued and never wrote
+		// when the client went away: that is not a protocol error.
+		if !errors.Is(err, ErrDisconnected) {
+			t.Fatalf("server saw protocol errors (an interleaved frame?): %v", err)
+		}
 	}
 	t.Logf("server handled %d whole messages before the close", len(received))
 }
@@ -288,7 +292,9 @@ func TestGarbageAmidGoodFrames(t *testing.T) {
 	t.Run("default budget", func(t *testing.T) {
 		delivered, reported, closed := run(t, 0, 300)
 		equal(t, "connection closed", closed, true)
-		if reported < DefaultMaxProtocolErrors {
+		// Reports are rate limited (peererrors.go): the first burst one by
+		// one, the rest summed up when the connection ends.
+		if reported < peerErrBurst {
 			t.Fatalf("only %d errors reported before the close", reported)
 		}
 		t.Logf("closed after %d good frames and %d reported errors", len(delivered), reported)

@@ -23,6 +23,9 @@ type Stats struct {
 	// RequestsFailedByDisconnect: requests failed because the connection
 	// ended while they waited.
 	RequestsFailedByDisconnect uint64
+	// LateReplies: replies that came after their request's ctx ended
+	// (dropped; not protocol errors).
+	LateReplies uint64
 	// RequestsUnanswered: requests from the peer whose handler returned
 	// (or failed, or was missing) without replying: the peer's callback
 	// waits forever (a Node peer's, with no timeout).
@@ -86,6 +89,7 @@ func (s *Stats) add(o Stats) {
 	s.RequestsTimedOut += o.RequestsTimedOut
 	s.RequestsFailedByDisconnect += o.RequestsFailedByDisconnect
 	s.RequestsUnanswered += o.RequestsUnanswered
+	s.LateReplies += o.LateReplies
 	s.ProtocolErrors += o.ProtocolErrors
 	s.SlowConsumerCuts += o.SlowConsumerCuts
 	s.LimitViolations += o.LimitViolations
@@ -106,7 +110,7 @@ type connStats struct {
 	jsonIn, binIn                 atomic.Uint64
 	bytesIn, bytesOut             atomic.Uint64
 	timedOut, failedByDisconnect  atomic.Uint64
-	unanswered                    atomic.Uint64
+	unanswered, lateReplies       atomic.Uint64
 	protoErrors, slowCuts, limits atomic.Uint64
 	guarded, unproven             atomic.Uint64
 	proofNanos                    atomic.Int64
@@ -129,6 +133,7 @@ func (c *conn) statsSnapshot() Stats {
 		RequestsTimedOut:           st.timedOut.Load(),
 		RequestsFailedByDisconnect: st.failedByDisconnect.Load(),
 		RequestsUnanswered:         st.unanswered.Load(),
+		LateReplies:                st.lateReplies.Load(),
 		ProtocolErrors:             st.protoErrors.Load(),
 		SlowConsumerCuts:           st.slowCuts.Load(),
 		LimitViolations:            st.limits.Load(),
