@@ -243,11 +243,15 @@ func (n *Node) ready() (*sockhop.Server, error) {
 // unreachable; it names the connection's state and last error.
 func (n *Node) unavailable(what string) error {
 	n.c.unavailable.Add(1)
-	cause := n.nc.LastError()
-	if cause == nil {
-		return fmt.Errorf("%w: %s: NATS connection is %s", ErrUnavailable, what, n.nc.Status())
+	st := n.nc.Status()
+	hint := ""
+	if st == nats.RECONNECTING {
+		hint = " (nats.go reconnects by itself; the cluster resumes then)"
 	}
-	return fmt.Errorf("%w: %s: NATS connection is %s: %w", ErrUnavailable, what, n.nc.Status(), cause)
+	if cause := n.nc.LastError(); cause != nil {
+		return fmt.Errorf("%w: %s: NATS connection is %s%s: %w", ErrUnavailable, what, st, hint, cause)
+	}
+	return fmt.Errorf("%w: %s: NATS connection is %s%s", ErrUnavailable, what, st, hint)
 }
 
 func (n *Node) report(err error) {
