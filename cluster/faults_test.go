@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockhop/sockhop-go"
 )
 
 // NATS stops mid-run: local sessions keep working (a local Send, Request,
