@@ -266,14 +266,14 @@ func (n *Node) tickLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.o.HeartbeatInterval)
 	defer t.Stop()
-	n.heartbeat()
+	n.heartbeat(kindHello)
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 			n.reconcile()
-			n.heartbeat()
+			n.heartbeat(kindHeartbeat)
 			n.sweep(time.Now())
 		}
 	}

@@ -43,6 +43,7 @@ const (
 	kindLeave     = "leave"
 	kindUpdate    = "update"
 	kindBye       = "bye"
+	kindHello     = "hello" // a server joined: the others heartbeat at once
 )
 
 // presenceMsg is what servers publish about themselves. Every join, leave
@@ -54,6 +55,17 @@ type presenceMsg struct {
 	Server  string       `json:"srv"`
 	Seq     uint64       `json:"seq"`
 	Session *SessionInfo `json:"s,omitempty"`
+}
+
+// valid checks what the rest of the code relies on.
+func (m *presenceMsg) valid() bool {
+	switch m.Kind {
+	case kindHeartbeat, kindBye, kindHello:
+		return m.Server != ""
+	case kindJoin, kindLeave, kindUpdate:
+		return m.Server != "" && m.Session != nil && m.Session.Server == m.Server && strings.HasPrefix(m.Session.ID, m.Server+"-")
+	}
+	return false
 }
 
 // maxBuffered bounds the events of one server held while its snapshot is
@@ -197,11 +209,11 @@ func (n *Node) publishRawLocked(m presenceMsg) {
 	_ = n.nc.Publish(n.subj.presence, b)
 }
 
-func (n *Node) heartbeat() {
+func (n *Node) heartbeat(kind string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.closed && n.nc.IsConnected() {
-		n.publishRawLocked(presenceMsg{Kind: kindHeartbeat, Server: n.id, Seq: n.seq})
+		n.publishRawLocked(presenceMsg{Kind: kind, Server: n.id, Seq: n.seq})
 	}
 }
 
@@ -246,7 +258,7 @@ func (n *Node) reconcile() {
 // publisher's messages in order).
 func (n *Node) onPresence(msg *nats.Msg) {
 	var m presenceMsg
-	if err := json.Unmarshal(msg.Data, &m); err != nil || m.Server == "" || (m.Kind != kindHeartbeat && m.Kind != kindBye && (m.Session == nil || m.Session.Server != m.Server)) {
+	if err := json.Unmarshal(msg.Data, &m); err != nil || !m.valid() {
 		n.c.bad.Add(1)
 		n.report(fmt.Errorf("cluster: undecodable presence message of %d bytes on %s", len(msg.Data), msg.Subject))
 		return
@@ -272,6 +284,11 @@ func (n *Node) onPresence(msg *nats.Msg) {
 	}
 	rs.lastSeen = time.Now()
 	switch {
+	case m.Kind == kindHello:
+		// Answer with a heartbeat now rather than at the next tick: the
+		// newcomer learns the cluster in one round trip.
+		n.publishRawLocked(presenceMsg{Kind: kindHeartbeat, Server: n.id, Seq: n.seq})
+		fallthrough
 	case m.Kind == kindHeartbeat:
 		if !rs.syncing && (!rs.synced || rs.seq != m.Seq) {
 			n.startSyncLocked(m.Server, rs)
