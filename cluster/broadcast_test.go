@@ -87,3 +87,49 @@ func TestBroadcastSameAsSendAll(t *testing.T) {
 		}
 	}
 }
+
+// Broadcasts made concurrently on one server reach every session, on every
+// server, in one and the same order.
+func TestConcurrentBroadcastsOneOrder(t *testing.T) {
+	ns := startNATS(t)
+	ms := startCluster(t, ns, 3)
+	var clients []*tclient
+	for _, m := range ms {
+		clients = append(clients, connect(t, m, false, nil))
+	}
+	converged(t, ms, len(clients))
+	const each = 100
+	ctx := testCtx(t)
+	errs := make(chan error, 2)
+	for _, g := range []string{"g1", "g2"} {
+		go func() {
+			for i := range each {
+				if err := ms[0].node.Broadcast(ctx, Tick{From: g, N: i}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	noErr(t, <-errs)
+	noErr(t, <-errs)
+	var first []Tick
+	for ci, tc := range clients {
+		var seq []Tick
+		for range 2 * each {
+			var tk Tick
+			noErr(t, tc.in.next(t, "broadcast").Decode(&tk))
+			seq = append(seq, tk)
+		}
+		if ci == 0 {
+			first = seq
+			continue
+		}
+		for i := range seq {
+			if seq[i] != first[i] {
+				t.Fatalf("client %d: broadcast #%d is %+v, client 0 got %+v there", ci, i, seq[i], first[i])
+			}
+		}
+	}
+}

@@ -23,6 +23,7 @@ type Node struct {
 	id   string
 	subj subjects
 
+	bmu     sync.Mutex // serialises Broadcast
 	mu      sync.Mutex
 	srv     *sockhop.Server
 	joined  bool

@@ -35,6 +35,10 @@ func (n *Node) BroadcastEncoded(ctx context.Context, e *sockhop.Encoded) error {
 	if err != nil {
 		return err
 	}
+	// One broadcast at a time from this node, local fan-out and publish
+	// together: concurrent broadcasts reach every server in one order.
+	n.bmu.Lock()
+	defer n.bmu.Unlock()
 	if err := srv.SendAllEncoded(ctx, e); err != nil {
 		return err
 	}
