@@ -60,6 +60,13 @@ func (ns *natsServer) stop() {
 	}
 }
 
+// clients is the number of client connections the NATS server has.
+func (ns *natsServer) clients() int {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.s.NumClients()
+}
+
 func (ns *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(ns.port) }
 
 // dial connects to NATS as an application would, with reconnection that

@@ -186,3 +186,30 @@ func mustEncode(t testing.TB, v any) *sockhop.Encoded {
 	noErr(t, err)
 	return e
 }
+
+// A server that vanished without a word, still in the caller's directory
+// (DeadAfter not yet passed): its sessions fail at once with
+// ErrUnknownSession, since NATS says nobody listens, not after the
+// caller's timeout.
+func TestRouteVanishedServer(t *testing.T) {
+	ns := startNATS(t)
+	o := testOptions()
+	o.DeadAfter = time.Hour // the directory keeps the vanished server
+	near := startMember(t, "near", ns.url(), o, sockhop.ServerOptions{})
+	far := startMember(t, "far", ns.url(), testOptions(), sockhop.ServerOptions{})
+	tc := connect(t, far, false, answerFrom("far"))
+	converged(t, []*member{near, far}, 1)
+	id := idOf(t, far, tc)
+	far.nc.Close()
+	eventually(t, "NATS has seen the far server go", func() bool { return ns.clients() == 1 })
+	short, cancel := context.WithTimeout(testCtx(t), time.Hour)
+	defer cancel()
+	_, err := near.node.Request(short, id, Ask{})
+	if !errors.Is(err, ErrUnknownSession) {
+		t.Fatalf("request to a vanished server's session: %v, want ErrUnknownSession", err)
+	}
+	if _, listed := near.node.Lookup(id); !listed {
+		t.Fatal("the directory dropped the server: the no-responders path was not taken")
+	}
+	t.Logf("%v", err)
+}
