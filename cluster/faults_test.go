@@ -13,7 +13,8 @@ import (
 // and the local part of a Broadcast), cross-server calls fail at once with
 // ErrUnavailable naming the cause, counted in Stats; NATS restarts on the
 // same port and the cluster resumes by itself: directories converge again,
-// broadcasts and calls cross servers again.
+// sessions that came and went during the outage included, and broadcasts
+// and calls cross servers again.
 func TestNATSRestart(t *testing.T) {
 	ns := startNATS(t)
 	ms := startCluster(t, ns, 3)
@@ -66,11 +67,21 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatalf("Stats.Unavailable grew by %d, want 2", got)
 	}
 
+	// Sessions come and go while NATS is away; nothing can be announced.
+	clients[1].c.Close()
+	eventually(t, "s1 sees its client go", func() bool { return len(ms[1].srv.Sessions()) == 0 })
+	newcomer := connect(t, ms[2], false, nil)
+
 	ns.start()
 	for _, m := range ms {
 		eventually(t, m.name+" reconnected", m.nc.IsConnected)
 	}
-	converged(t, ms, 3)
+	for _, m := range ms {
+		eventually(t, m.name+"'s directory matches the servers again", func() bool { return sameAsTruth(m, ms) })
+	}
+	if err := ms[0].node.Send(ctx, ids[1], "x"); !errors.Is(err, ErrUnknownSession) {
+		t.Fatalf("Send to a session that left during the outage: %v, want ErrUnknownSession", err)
+	}
 	reply, err = ms[0].node.Request(ctx, ids[2], Ask{Q: "after"})
 	noErr(t, err)
 	noErr(t, reply.Decode(&a))
@@ -79,7 +90,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 	// A broadcast after the restart reaches everyone exactly once.
 	noErr(t, ms[1].node.Broadcast(ctx, Tick{From: "s1", N: 99}))
-	for i, tc := range clients {
+	for i, tc := range []*tclient{clients[0], clients[2], newcomer} {
 		for {
 			m := tc.in.next(t, "broadcast after the restart")
 			var tk Tick

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -156,4 +157,68 @@ func TestLateJoinerAndPlainServer(t *testing.T) {
 			t.Fatalf("%s knows %d servers, want 3", m.name, st.Servers)
 		}
 	}
+}
+
+// truth is the ids of the sessions the members' servers hold now.
+func truth(ms []*member) map[string]bool {
+	ids := map[string]bool{}
+	for _, m := range ms {
+		for _, s := range m.srv.Sessions() {
+			ids[m.node.ID(s)] = true
+		}
+	}
+	return ids
+}
+
+// sameAsTruth reports whether m's directory lists exactly the sessions
+// the servers hold.
+func sameAsTruth(m *member, ms []*member) bool {
+	want := truth(ms)
+	got := m.node.Sessions()
+	if len(got) != len(want) {
+		return false
+	}
+	for _, s := range got {
+		if !want[s.ID] {
+			return false
+		}
+	}
+	return true
+}
+
+// Sessions come and go on two servers while a third joins late: every
+// directory ends up listing exactly the sessions that exist, whatever
+// order events, heartbeats and snapshots crossed in.
+func TestDirectoryConvergesUnderChurn(t *testing.T) {
+	ns := startNATS(t)
+	ms := startCluster(t, ns, 2)
+	done := make(chan struct{})
+	for _, m := range ms {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 40 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				c := sockhop.NewClient(sockhop.ClientOptions{Addr: m.srv.Addr().String()})
+				err := c.Start(ctx)
+				cancel()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if i%3 != 0 { // a third stay connected
+					c.Close()
+				} else {
+					t.Cleanup(func() { c.Close() })
+				}
+			}
+		}()
+	}
+	late := startMember(t, "late", ns.url(), testOptions(), sockhop.ServerOptions{})
+	ms = append(ms, late)
+	<-done
+	<-done
+	for _, m := range ms {
+		eventually(t, m.name+"'s directory matches the servers", func() bool { return sameAsTruth(m, ms) })
+	}
+	t.Logf("%d sessions; resyncs: %d %d %d", len(truth(ms)), ms[0].node.Stats().Resyncs, ms[1].node.Stats().Resyncs, late.node.Stats().Resyncs)
 }
