@@ -15,7 +15,8 @@ import (
 //
 //	body      = flags(1) typeLen(uvarint) type data     flags bit 0: bytes
 //	broadcast = version(1) originLen(1) origin body
-//	call      = version(1) op(1) session(uvarint) timeoutMillis(uvarint) body
+//	call      = version(1) op(1) session(uvarint) timeoutMillis(uvarint) token(uvarint) callerLen(1) caller body
+//	cancel    = version(1) token(uvarint) caller
 //	answer    = version(1) status(1) (body | codeLen(uvarint) code msg)
 
 const envVersion = 1
@@ -82,6 +83,8 @@ type call struct {
 	op      byte
 	session uint64
 	timeout uint64 // milliseconds the caller waits; 0: no deadline
+	token   uint64 // the caller's number for the call, to cancel it
+	caller  string // the calling server's id
 	body    *sockhop.Encoded
 }
 
@@ -90,6 +93,9 @@ func encodeCall(c call) []byte {
 	b = append(b, envVersion, c.op)
 	b = binary.AppendUvarint(b, c.session)
 	b = binary.AppendUvarint(b, c.timeout)
+	b = binary.AppendUvarint(b, c.token)
+	b = append(b, byte(len(c.caller)))
+	b = append(b, c.caller...)
 	return appendBody(b, c.body)
 }
 
@@ -111,9 +117,37 @@ func decodeCall(b []byte) (call, error) {
 	if c.timeout, k = binary.Uvarint(b); k <= 0 {
 		return c, fmt.Errorf("call: %w", errShort)
 	}
+	b = b[k:]
+	if c.token, k = binary.Uvarint(b); k <= 0 {
+		return c, fmt.Errorf("call: %w", errShort)
+	}
+	b = b[k:]
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return c, fmt.Errorf("call: %w", errShort)
+	}
+	c.caller, k = string(b[1:1+b[0]]), 1+int(b[0])
 	var err error
 	c.body, err = readBody(b[k:])
 	return c, err
+}
+
+// A cancel tells the server serving a call that its caller gave up
+// (its ctx was cancelled): the call stops there too, which frees its
+// MaxInflight slot before the deadline.
+func encodeCancel(caller string, token uint64) []byte {
+	b := binary.AppendUvarint([]byte{envVersion}, token)
+	return append(b, caller...)
+}
+
+func decodeCancel(b []byte) (caller string, token uint64, err error) {
+	if len(b) < 2 || b[0] != envVersion {
+		return "", 0, fmt.Errorf("cancel: %w or of an unknown version", errShort)
+	}
+	token, k := binary.Uvarint(b[1:])
+	if k <= 0 {
+		return "", 0, fmt.Errorf("cancel: %w", errShort)
+	}
+	return string(b[1+k:]), token, nil
 }
 
 // answer is a call's outcome: the reply of a Request, nothing for a Send,

@@ -25,11 +25,11 @@ func TestEnvelopesRoundTripAndTruncation(t *testing.T) {
 		if origin != "0123456789abcdef" || !same(got, e) {
 			t.Fatalf("broadcast round trip: %q %v", origin, got)
 		}
-		c := call{op: opRequest, session: 300, timeout: 1500, body: e}
+		c := call{op: opRequest, session: 300, timeout: 1500, token: 77, caller: "fedcba9876543210", body: e}
 		cb := encodeCall(c)
 		gc, err := decodeCall(cb)
 		noErr(t, err)
-		if gc.op != c.op || gc.session != 300 || gc.timeout != 1500 || !same(gc.body, e) {
+		if gc.op != c.op || gc.session != 300 || gc.timeout != 1500 || gc.token != 77 || gc.caller != c.caller || !same(gc.body, e) {
 			t.Fatalf("call round trip: %+v", gc)
 		}
 		ab := encodeAnswerOK(e)
@@ -44,16 +44,23 @@ func TestEnvelopesRoundTripAndTruncation(t *testing.T) {
 		if !ge.failed || ge.code != "ERR_X" || ge.msg != "went wrong" {
 			t.Fatalf("error answer round trip: %+v", ge)
 		}
-		for _, whole := range [][]byte{b, cb, ab, eb} {
+		caller, token, err := decodeCancel(encodeCancel("fedcba9876543210", 77))
+		noErr(t, err)
+		if caller != "fedcba9876543210" || token != 77 {
+			t.Fatalf("cancel round trip: %q %d", caller, token)
+		}
+		for _, whole := range [][]byte{b, cb, ab, eb, encodeCancel("x", 1)} {
 			for i := range whole {
 				_, _, _ = decodeBroadcast(whole[:i])
 				_, _ = decodeCall(whole[:i])
 				_, _ = decodeAnswer(whole[:i])
+				_, _, _ = decodeCancel(whole[:i])
 				flipped := bytes.Clone(whole)
 				flipped[i] ^= 0xff
 				_, _, _ = decodeBroadcast(flipped)
 				_, _ = decodeCall(flipped)
 				_, _ = decodeAnswer(flipped)
+				_, _, _ = decodeCancel(flipped)
 			}
 		}
 	}

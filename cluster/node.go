@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,8 @@ type Node struct {
 	servers map[string]*remoteServer
 	remote  int // sessions of all remote servers
 	subs    []*nats.Subscription
+	serving map[callKey]context.CancelFunc // calls of other servers running here
+	tokens  atomic.Uint64                  // numbers our calls
 
 	ctx      context.Context // ends with Close: cancels served calls
 	cancel   context.CancelFunc
@@ -47,6 +50,8 @@ type subjects struct{ base, bcast, presence string }
 
 func (s subjects) call(server string) string { return s.base + "srv." + server + ".call" }
 func (s subjects) snap(server string) string { return s.base + "srv." + server + ".snap" }
+
+func (s subjects) cancel(server string) string { return s.base + "srv." + server + ".cancel" }
 
 // New returns a Node of the cluster o.Name that will talk over nc, which
 // the caller owns: Close leaves it open. nats.go's reconnection (on by
@@ -68,6 +73,7 @@ func New(nc *nats.Conn, o Options) (*Node, error) {
 		subj:     subjects{base: base, bcast: base + "bcast", presence: base + "presence"},
 		local:    make(map[uint64]*localSession),
 		servers:  make(map[string]*remoteServer),
+		serving:  make(map[callKey]context.CancelFunc),
 		inflight: make(chan struct{}, o.MaxInflight),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -145,6 +151,7 @@ func (n *Node) Join(srv *sockhop.Server) error {
 		{n.subj.presence, n.onPresence},
 		{n.subj.call(n.id), n.onCall},
 		{n.subj.snap(n.id), n.onSnapshot},
+		{n.subj.cancel(n.id), n.onCancel},
 	}
 	for _, s := range subs {
 		sub, err := n.nc.Subscribe(s.subj, s.f)

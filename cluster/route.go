@@ -151,7 +151,7 @@ func (n *Node) call(ctx context.Context, id string, op byte, e *sockhop.Encoded)
 		n.c.unknown.Add(1)
 		return nil, fmt.Errorf("%w: %s: no server of cluster %q lists it (it may have left)", ErrUnknownSession, id, n.o.Name)
 	}
-	c := call{op: op, session: num, body: e}
+	c := call{op: op, session: num, body: e, token: n.tokens.Add(1), caller: n.id}
 	if dl, ok := ctx.Deadline(); ok {
 		c.timeout = uint64(max(time.Until(dl).Milliseconds(), 1))
 	} else {
@@ -169,6 +169,10 @@ func (n *Node) call(ctx context.Context, id string, op byte, e *sockhop.Encoded)
 		return nil, fmt.Errorf("%w: %s: its server %s does not answer: it has left the cluster", ErrUnknownSession, id, server)
 	case ctx.Err() != nil || errors.Is(err, nats.ErrTimeout):
 		n.c.remoteErrors.Add(1)
+		if errors.Is(ctx.Err(), context.Canceled) && n.nc.IsConnected() {
+			// The far side would wait for the deadline: tell it.
+			_ = n.nc.Publish(n.subj.cancel(server), encodeCancel(n.id, c.token))
+		}
 		return nil, fmt.Errorf("cluster: no answer from server %s for session %s in time: %w", server, id, orErr(ctx.Err(), context.DeadlineExceeded))
 	default:
 		return nil, n.unavailable(fmt.Sprintf("call to server %s for session %s failed (%v)", server, id, err))
@@ -287,6 +291,15 @@ func (n *Node) serve(data []byte) []byte {
 	n.c.served.Add(1)
 	ctx, cancel := contextWithTimeout(n.ctx, time.Duration(c.timeout)*time.Millisecond)
 	defer cancel()
+	key := callKey{c.caller, c.token}
+	n.mu.Lock()
+	n.serving[key] = cancel
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.serving, key)
+		n.mu.Unlock()
+	}()
 	reply, err := callLocal(ctx, ls.s, c.op, c.body)
 	if err != nil {
 		return encodeAnswerErr(errorCode(err), err.Error())
@@ -305,6 +318,29 @@ func (n *Node) serve(data []byte) []byte {
 		return encodeAnswerErr(errorCode(err), "the peer's reply: "+err.Error())
 	}
 	return encodeAnswerOK(e)
+}
+
+// callKey names a call served here: its caller and the caller's number.
+type callKey struct {
+	caller string
+	token  uint64
+}
+
+// onCancel stops a call whose caller gave up. A cancel that overtakes its
+// call (they travel on different subscriptions) finds nothing; that call
+// then runs until its deadline, as it would without a cancel.
+func (n *Node) onCancel(msg *nats.Msg) {
+	caller, token, err := decodeCancel(msg.Data)
+	if err != nil {
+		n.c.bad.Add(1)
+		return
+	}
+	n.mu.Lock()
+	cancel := n.serving[callKey{caller, token}]
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // contextWithTimeout is context.WithTimeout, without one for d == 0.

@@ -213,3 +213,30 @@ func TestRouteVanishedServer(t *testing.T) {
 	}
 	t.Logf("%v", err)
 }
+
+// A caller that cancels its Request frees the far server's slot at once,
+// not at the caller's (here distant) deadline.
+func TestCancelledCallFreesFarSlot(t *testing.T) {
+	ns := startNATS(t)
+	near := startMember(t, "near", ns.url(), testOptions(), sockhop.ServerOptions{})
+	o := testOptions()
+	o.MaxInflight = 1
+	far := startMember(t, "far", ns.url(), o, sockhop.ServerOptions{})
+	silent := connect(t, far, false, nil)
+	converged(t, []*member{near, far}, 1)
+	id := idOf(t, far, silent)
+	ctx, cancel := context.WithTimeout(testCtx(t), time.Hour)
+	held := make(chan error, 1)
+	go func() { _, err := near.node.Request(ctx, id, Ask{Q: "hold"}); held <- err }()
+	eventually(t, "the request is being served", func() bool {
+		far.node.mu.Lock()
+		defer far.node.mu.Unlock()
+		return len(far.node.serving) == 1
+	})
+	cancel()
+	if err := <-held; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request: %v, want Canceled", err)
+	}
+	eventually(t, "the far side's slot is free", func() bool { return len(far.node.inflight) == 0 })
+	noErr(t, near.node.Send(testCtx(t), id, "next"))
+}
