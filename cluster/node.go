@@ -234,7 +234,7 @@ func (n *Node) Stats() Stats {
 	return st
 }
 
-// state checks that the node may act for its server now.
+// ready checks that the node may act for its server now.
 func (n *Node) ready() (*sockhop.Server, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
