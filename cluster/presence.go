@@ -68,6 +68,11 @@ func (m *presenceMsg) valid() bool {
 	return false
 }
 
+// maxServers bounds the servers a directory follows: each costs a
+// synchronisation and a map, and a publisher gone astray must not make
+// them grow without bound.
+const maxServers = 4096
+
 // maxBuffered bounds the events of one server held while its snapshot is
 // fetched; past it they are dropped and the next heartbeat shows the gap.
 const maxBuffered = 4096
@@ -279,6 +284,11 @@ func (n *Node) onPresence(msg *nats.Msg) {
 		return
 	}
 	if rs == nil {
+		if len(n.servers) >= maxServers {
+			n.c.bad.Add(1)
+			n.report(fmt.Errorf("cluster: server %s ignored: %d servers are known already; is something else publishing on %s?", m.Server, maxServers, n.subj.presence))
+			return
+		}
 		rs = &remoteServer{sessions: make(map[string]SessionInfo)}
 		n.servers[m.Server] = rs
 	}
@@ -369,7 +379,7 @@ func (n *Node) sync(id string) {
 	}
 	fresh := make(map[string]SessionInfo, len(sessions))
 	for _, info := range sessions {
-		if info.Server == id {
+		if info.Server == id && strings.HasPrefix(info.ID, id+"-") {
 			fresh[info.ID] = info
 		}
 	}
