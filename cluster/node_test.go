@@ -111,6 +111,19 @@ func TestNode184Clients(t *testing.T) {
 			t.Fatalf("Node client got broadcasts %v, want 1 and 2 once each", seen)
 		}
 	}
+	// No duplicate comes after: the next message of each Node client is
+	// a later broadcast of the same publishers (one publisher's order is
+	// kept).
+	noErr(t, ms[0].node.Broadcast(ctx, sockhop.Named{Type: "End", Data: 0}))
+	noErr(t, ms[2].node.Broadcast(ctx, sockhop.Named{Type: "End", Data: 2}))
+	for _, nc := range []*nodeClient{n1, n2} {
+		for range 2 {
+			ev := nc.expect(t, "end marker", func(ev map[string]any) bool { return ev["event"] == "receive" })
+			if ev["type"] != "End" {
+				t.Fatalf("Node client got %v after both broadcasts, want the end markers", ev)
+			}
+		}
+	}
 	for range 2 {
 		if m := goc.in.next(t, "broadcast"); m.Type != "Tick" {
 			t.Fatalf("Go client got %s", m)
