@@ -91,6 +91,15 @@ type member struct {
 	events chan string // "join <id>", "leave <id>"
 }
 
+// event records a hook event; past the channel's room (benchmarks with
+// hundreds of sessions) events are not kept.
+func (m *member) event(ev string) {
+	select {
+	case m.events <- ev:
+	default:
+	}
+}
+
 // testOptions are short intervals, so that tests of presence run fast;
 // the bound on a dead server is DeadAfter + HeartbeatInterval = 300 ms.
 func testOptions() Options {
@@ -100,8 +109,9 @@ func testOptions() Options {
 func startMember(t testing.TB, name, url string, o Options, so sockhop.ServerOptions) *member {
 	t.Helper()
 	m := &member{name: name, nc: dial(t, url), events: make(chan string, 1000)}
-	o.OnJoin = func(info SessionInfo) { m.events <- "join " + info.ID }
-	o.OnLeave = func(info SessionInfo) { m.events <- "leave " + info.ID }
+	// Never blocking: a hook that blocks holds up the node's Close.
+	o.OnJoin = func(info SessionInfo) { m.event("join " + info.ID) }
+	o.OnLeave = func(info SessionInfo) { m.event("leave " + info.ID) }
 	node, err := New(m.nc, o)
 	noErr(t, err)
 	so.Addr = "127.0.0.1:0"

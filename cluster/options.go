@@ -41,7 +41,7 @@ type Options struct {
 	// OnJoin runs when a session joins, on any server of the cluster (this
 	// one included), or when a server's sessions become visible again. It
 	// runs on the node's hook goroutine, one event at a time, in order;
-	// hooks must not call Close, which waits for them.
+	// hooks must not block or call Close, which waits for them.
 	OnJoin func(SessionInfo)
 	// OnLeave runs when a session leaves, or its server left or was
 	// dropped from the directory.
