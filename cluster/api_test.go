@@ -91,3 +91,32 @@ func TestBroadcastOverMaxPayload(t *testing.T) {
 		t.Fatalf("far session got %s first, want the small broadcast (the big one never crossed)", m.JSON())
 	}
 }
+
+// A call or a reply over the NATS server's max_payload fails at once
+// with the limit named, not as an outage or a timeout.
+func TestCallOverMaxPayload(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, MaxPayload: 4096})
+	noErr(t, err)
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	ms := []*member{startMember(t, "a", s.ClientURL(), testOptions(), sockhop.ServerOptions{}), startMember(t, "b", s.ClientURL(), testOptions(), sockhop.ServerOptions{})}
+	far := connect(t, ms[1], false, func(*sockhop.Message) any { return strings.Repeat("y", 8192) })
+	converged(t, ms, 1)
+	id := idOf(t, ms[1], far)
+	err = ms[0].node.Send(testCtx(t), id, strings.Repeat("x", 8192))
+	if err == nil || !strings.Contains(err.Error(), "max_payload") || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("oversized Send: %v, want an error naming max_payload", err)
+	}
+	// The reply is too big to cross back: the caller learns it at once
+	// (its ctx has an hour).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, err = ms[0].node.Request(ctx, id, "small")
+	if err == nil || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("request with an oversized reply: %v, want an error naming max_payload", err)
+	}
+	t.Log(err)
+}

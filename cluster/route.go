@@ -173,7 +173,9 @@ func (n *Node) call(ctx context.Context, id string, op byte, e *sockhop.Encoded)
 			// The far side would wait for the deadline: tell it.
 			_ = n.nc.Publish(n.subj.cancel(server), encodeCancel(n.id, c.token))
 		}
-		return nil, fmt.Errorf("cluster: no answer from server %s for session %s in time: %w", server, id, orErr(ctx.Err(), context.DeadlineExceeded))
+		return nil, fmt.Errorf("cluster: no answer from server %s for session %s before the ctx ended: %w", server, id, orErr(ctx.Err(), context.DeadlineExceeded))
+	case errors.Is(err, nats.ErrMaxPayload):
+		return nil, fmt.Errorf("cluster: a message of %d bytes for session %s is over the NATS server's max_payload (%d): %w", len(e.Data()), id, n.nc.MaxPayload(), err)
 	default:
 		return nil, n.unavailable(fmt.Sprintf("call to server %s for session %s failed (%v)", server, id, err))
 	}
@@ -272,7 +274,11 @@ func (n *Node) onCall(msg *nats.Msg) {
 	go func() {
 		defer n.wg.Done()
 		defer func() { <-n.inflight }()
-		_ = msg.Respond(n.serve(msg.Data))
+		ans := n.serve(msg.Data)
+		if err := msg.Respond(ans); errors.Is(err, nats.ErrMaxPayload) {
+			// The caller would wait for its deadline: say why instead.
+			_ = msg.Respond(encodeAnswerErr(codeOther, fmt.Sprintf("the reply of %d bytes is over the NATS server's max_payload (%d)", len(ans), n.nc.MaxPayload())))
+		}
 	}()
 }
 
