@@ -24,6 +24,20 @@
 // nats.go has reconnected. Delivery across servers is at most once, as
 // NATS core messaging is.
 //
+// # On NATS
+//
+// A cluster named NAME uses these subjects (SERVER is a node's id):
+//
+//	sockhop.NAME.bcast               broadcasts (binary envelope, envelope.go)
+//	sockhop.NAME.presence            heartbeats, hello, bye, session join/leave/update (JSON)
+//	sockhop.NAME.srv.SERVER.call     Send and Request for a session of SERVER (request/reply)
+//	sockhop.NAME.srv.SERVER.cancel   a caller gave up on a call
+//	sockhop.NAME.srv.SERVER.snap     pages of SERVER's session list (request/reply)
+//
+// Message bodies cross as they would go on a Sockhop socket (type name and
+// JSON text or bytes, see sockhop.Encoded), checked on arrival as a
+// socket's would be.
+//
 // The package lives in a module of its own so that the sockhop library
 // itself depends on nothing.
 package cluster
