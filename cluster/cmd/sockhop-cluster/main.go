@@ -6,6 +6,7 @@
 //	sockhop-cluster send      --nats URL --cluster NAME --to ID [--type T] JSON
 //	sockhop-cluster request   --nats URL --cluster NAME --to ID [--type T] [--timeout D] JSON
 //	sockhop-cluster sessions  --nats URL --cluster NAME [--wait D]
+//	sockhop-cluster demo
 //
 // It is a binary of the cluster module, not a subcommand of sockhop, so
 // that the sockhop command and library stay free of the NATS client.
@@ -35,8 +36,10 @@ const usage = `usage:
   sockhop-cluster send      --nats URL --cluster NAME --to ID [--type T] JSON
   sockhop-cluster request   --nats URL --cluster NAME --to ID [--type T] [--timeout D] JSON
   sockhop-cluster sessions  --nats URL --cluster NAME [--wait D]
+  sockhop-cluster demo
 
-serve runs a Sockhop server joined to the cluster and prints its events
+demo runs an embedded NATS server, three servers and a client on each, and
+shows a broadcast and a request across servers: nothing to install. serve runs a Sockhop server joined to the cluster and prints its events
 (listening, join and leave anywhere in the cluster, receive); --echo sends
 every message back to its sender. broadcast reaches every session of every
 server; send and request reach one session by its cluster-wide id (see
@@ -66,6 +69,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "demo" {
+		if err := demo(ctx, stdout); err != nil {
+			fmt.Fprintf(stderr, "sockhop-cluster demo: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	natsURL := fs.String("nats", nats.DefaultURL, "NATS server URL")

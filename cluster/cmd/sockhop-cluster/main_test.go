@@ -167,3 +167,20 @@ func TestCLIUsage(t *testing.T) {
 		}
 	}
 }
+
+// demo tells the whole story with nothing installed.
+func TestDemo(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"demo"}, &out, &errOut); code != 0 {
+		t.Fatalf("demo exited %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	for _, want := range []string{
+		`client 1 (on server 1) got "hello everyone" from server 2`,
+		`client 3 (on server 3) got "hello everyone" from server 2`,
+		`(on server 3): "hello back" from client 3`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
