@@ -8,9 +8,9 @@ FUZZTIME ?= 50000x
 # Every fuzz target, as package:Target. A new target must be listed here so CI runs it.
 FUZZ_TARGETS := $(shell grep -ho '^func Fuzz[A-Za-z0-9_]*' internal/wire/*_test.go 2>/dev/null | sed 's/func //')
 
-.PHONY: test check unit load fuzz others interop-deps bench compare demo
+.PHONY: test check unit load fuzz others cluster interop-deps bench compare demo
 
-test: check unit load fuzz others
+test: check unit load fuzz others cluster
 
 # Formatting and vet: cheap, so first.
 check:
@@ -39,6 +39,12 @@ fuzz:
 # smoke run of every scenario through the real binaries.
 others:
 	cd bench/others && $(GO) vet ./... && $(GO) test -count 1 ./...
+
+# The cluster module (cluster/, servers joined over NATS): a module of its
+# own so that nats.go stays out of the library's go.mod. Its tests start
+# nats-server embedded and real Node 1.8.4 clients.
+cluster: interop-deps
+	cd cluster && $(GO) vet ./... && $(GO) test -race -shuffle=on -count 1 -timeout 10m ./...
 
 # The real Node Sockhop 1.8.4 that interop tests talk to.
 interop-deps:
