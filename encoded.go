@@ -86,17 +86,8 @@ func (s *Server) SendAllEncoded(ctx context.Context, e *Encoded) error {
 	if e.IsTyped() {
 		return newError(CodeSendTypedBufferNoBinaryMode, fmt.Sprintf("typed buffer %q cannot be broadcast: sessions in JSON mode cannot take it; send it to each session with SendTyped", e.m.Type), nil)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var enc *encodedPair
-	for _, sess := range s.snapshot() {
-		if enc == nil {
-			enc = encodePair(&e.m, []byte(s.o.Terminator))
-		}
-		_ = sess.c.sendEncoded(enc)
-	}
-	return nil
+	m := e.m
+	return s.sendAll(ctx, &m)
 }
 
 // SendEncoded sends e to the session's peer, as Send (or, for a typed

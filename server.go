@@ -560,6 +560,11 @@ func (s *Server) SendAll(ctx context.Context, v any) error {
 	if err != nil {
 		return err
 	}
+	return s.sendAll(ctx, &body)
+}
+
+// sendAll queues body, encoded once per mode, on every live session.
+func (s *Server) sendAll(ctx context.Context, body *wire.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -567,10 +572,10 @@ func (s *Server) SendAll(ctx context.Context, v any) error {
 	if len(sessions) == 0 {
 		return nil
 	}
-	if err := s.checkSendAllSize(&body, sessions); err != nil {
+	if err := s.checkSendAllSize(body, sessions); err != nil {
 		return err
 	}
-	enc := encodePair(&body, []byte(s.o.Terminator))
+	enc := encodePair(body, []byte(s.o.Terminator))
 	for _, sess := range sessions {
 		_ = sess.c.sendEncoded(enc)
 	}
