@@ -410,7 +410,9 @@ func (c *Client) State() State {
 // (bounded by WriteTimeout), stops reconnecting, fails pending requests and
 // returns once every goroutine of the client has ended and every hook due
 // (OnDisconnect last) has run. It returns an error only when messages
-// already accepted could not all be written. Close is idempotent;
+// already accepted could not all be written; whether the peer confirmed
+// the close by closing its side in turn (and so read everything) is counted
+// in Stats.UnconfirmedCloses. Close is idempotent;
 // afterwards every method returns an error matching ErrClosed.
 //
 // Close may be called from any hook: it never waits for a hook that is

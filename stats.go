@@ -47,6 +47,14 @@ type Stats struct {
 	// connections counted, from our transition line written to the pong
 	// (0 if none was proved).
 	TransitionProof time.Duration
+	// UnconfirmedCloses: graceful closes (Close) that the peer did not
+	// confirm by closing its side in turn within half a second of our FIN,
+	// cleanly: it closed first, reset the connection, never answered, or
+	// the flush failed. A Node or Go Sockhop peer closes its side as soon
+	// as it has read ours, so after a confirmed close the peer has read
+	// every byte we wrote; after an unconfirmed one it may not have. Only a
+	// reply to a Request says that the peer also handled a message.
+	UnconfirmedCloses uint64
 	// HookEventsDropped: error reports (OnError) dropped because more than
 	// a thousand hooks were waiting to run.
 	HookEventsDropped uint64
@@ -80,6 +88,7 @@ func (s *Stats) add(o Stats) {
 	s.UnprovenTransitions += o.UnprovenTransitions
 	s.TransitionProof = max(s.TransitionProof, o.TransitionProof)
 	s.HookEventsDropped += o.HookEventsDropped
+	s.UnconfirmedCloses += o.UnconfirmedCloses
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
 	s.BufferDropped += o.BufferDropped
@@ -92,6 +101,7 @@ type connStats struct {
 	timedOut, failedByDisconnect  atomic.Uint64
 	protoErrors, slowCuts, limits atomic.Uint64
 	guarded, unproven             atomic.Uint64
+	unconfirmed                   atomic.Uint64 // graceful closes the peer's FIN did not answer
 	proofNanos                    atomic.Int64
 	leftToWriter                  atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
 }
@@ -115,6 +125,7 @@ func (c *conn) statsSnapshot() Stats {
 		GuardedTransitions:         st.guarded.Load(),
 		UnprovenTransitions:        st.unproven.Load(),
 		TransitionProof:            time.Duration(st.proofNanos.Load()),
+		UnconfirmedCloses:          st.unconfirmed.Load(),
 		Connections:                1,
 	}
 }
