@@ -93,10 +93,11 @@ func printUsage(w io.Writer, fs *flag.FlagSet, u usage) {
 
 // connFlags are the flags of every command that opens a connection.
 type connFlags struct {
-	addr     string
-	unix     string
-	compat   bool
-	noBinary bool
+	addr       string
+	unix       string
+	compat     bool
+	noBinary   bool
+	maxMessage int
 }
 
 func (f *connFlags) register(fs *flag.FlagSet) {
@@ -104,6 +105,7 @@ func (f *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.unix, "unix", "", "Unix socket `PATH`, instead of --addr")
 	fs.BoolVar(&f.compat, "compat", false, "compatibility mode: act like Sockhop 1.x (no handshake, JSON only)")
 	fs.BoolVar(&f.noBinary, "no-binary", false, "never request or grant binary mode (JSON lines only)")
+	fs.IntVar(&f.maxMessage, "max-message", sockhop.DefaultMaxMessageSize, "largest message accepted from a peer, in `BYTES` (a JSON line or a frame's data); a bigger one closes its connection")
 }
 
 // check rejects --addr together with --unix: one of them would be ignored.
@@ -113,11 +115,14 @@ func (f *connFlags) check(fs *flag.FlagSet) error {
 	if addrSet && f.unix != "" {
 		return usageErrorf("%s: --addr and --unix exclude each other", fs.Name())
 	}
+	if f.maxMessage <= 0 {
+		return usageErrorf("%s: --max-message must be a positive number of bytes", fs.Name())
+	}
 	return nil
 }
 
 func (f *connFlags) connOptions() sockhop.ConnOptions {
-	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary}
+	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary, MaxMessageSize: f.maxMessage}
 }
 
 // where names the address for messages.

@@ -43,8 +43,10 @@ directions): --split N writes each read as N-byte writes; --coalesce D
 collects what arrives within D after a read and forwards it as one write
 (what loses frames in a Node receiver, PROTOCOL.md 14.1); --delay D waits D
 before forwarding each read; --cut-after BYTES closes the connection (both
-directions, FIN) once BYTES bytes were forwarded in total, both directions
-together.
+directions) once BYTES bytes were forwarded in total, both directions
+together: with a FIN, or, towards a TCP sender whose bytes past the budget
+were dropped, with a reset, as a kernel closing a socket with unread bytes
+does.
 
 With --json, or when stdout is not a terminal, each line is a JSON object:
   {"event":"listening","addr":"127.0.0.1:50001","upstream":"127.0.0.1:50000"}
@@ -322,6 +324,13 @@ func (r *relay) pump(dir string, src, dst net.Conn, f *feed) {
 				}
 			}
 			allowed, cut := r.take(len(data))
+			if allowed < len(data) {
+				// The cut drops bytes the sender saw accepted. A kernel
+				// closing a socket with unread bytes resets it; do the same,
+				// so that the sender learns of the loss as it would from a
+				// real cut, instead of seeing a clean FIN.
+				resetOnClose(src)
+			}
 			data = data[:allowed]
 			f.write(data) // before forwarding: the decoder sees a message before its answer
 			werr := r.forward(dst, data)
@@ -397,6 +406,14 @@ func (r *relay) take(n int) (allowed int, cut bool) {
 	allowed = int(min(int64(n), left))
 	r.forwarded += int64(allowed)
 	return allowed, r.forwarded >= limit
+}
+
+// resetOnClose makes the coming Close of a TCP connection send a reset
+// (SO_LINGER 0) instead of a FIN. Unix sockets have no such thing.
+func resetOnClose(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 }
 
 // forward writes data to dst, in --split pieces.
