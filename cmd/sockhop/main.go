@@ -107,7 +107,7 @@ func fail(e *env, err error) int {
 func oneLine(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "sockhop: ", "")
 	msg = strings.Join(strings.Fields(msg), " ")
-	return "sockhop: " + msg
+	return "sockhop: " + terminalSafe(msg)
 }
 
 // usageError is a mistake in the command line (exit code 2).

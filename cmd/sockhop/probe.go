@@ -136,7 +136,7 @@ func runProbe(ctx context.Context, e *env, args []string) error {
 		line, _ := json.Marshal(res) // nothing in a result can fail to encode
 		_, _ = e.stdout.Write(append(line, '\n'))
 	} else if err == nil {
-		_, _ = io.WriteString(e.stdout, res.readable())
+		_, _ = io.WriteString(e.stdout, terminalSafeLines(res.readable()))
 	}
 	return err
 }

@@ -638,7 +638,7 @@ func (r *sniffReporter) emit(ev *sniffEvent) {
 	if r.json {
 		line, _ = json.Marshal(ev) // nothing in an event can fail to encode
 	} else {
-		line = []byte(ev.readable())
+		line = []byte(terminalSafe(ev.readable()))
 	}
 	line = append(line, '\n')
 	r.mu.Lock()
