@@ -164,8 +164,9 @@ func (f *serverTLSFlags) config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// clientTLSFlags turn TLS on for send.
+// clientTLSFlags turn TLS on for send and sub.
 type clientTLSFlags struct {
+	cmd           string // names the command in usage errors
 	on            bool
 	ca, cert, key string
 }
@@ -181,7 +182,7 @@ func (f *clientTLSFlags) config() (*tls.Config, error) {
 	if !f.on && f.ca == "" && f.cert == "" && f.key == "" {
 		return nil, nil
 	}
-	return withClientCerts("send", &tls.Config{MinVersion: tls.VersionTLS12}, f.ca, f.cert, f.key)
+	return withClientCerts(f.cmd, &tls.Config{MinVersion: tls.VersionTLS12}, f.ca, f.cert, f.key)
 }
 
 // withClientCerts adds the CA file (trusted roots) and the client

@@ -3,6 +3,7 @@
 //	sockhop demo     show every Sockhop feature working, in one process
 //	sockhop serve    run a server that reports every event (and can echo)
 //	sockhop send     send one message, or one per stdin line, to a server
+//	sockhop sub      print what a server pushes, and answer its requests
 //	sockhop sniff    relay between a client and a server, decoding both directions
 //	sockhop probe    tell what listens at an address
 //	sockhop bench    measure throughput, latency and memory
@@ -47,6 +48,7 @@ func commands() []command {
 		{"demo", "run a server and clients in one process and show each Sockhop feature working", runDemo},
 		{"serve", "run a server that reports every event, one line each (JSON with --json)", runServe},
 		{"send", "connect to a server and send DATA, or each line of stdin, as messages", runSend},
+		{"sub", "connect to a server and print every message it pushes as JSON lines (--echo answers requests)", runSub},
 		{"bench", "measure throughput, latency and memory against a server in a child process", runBench},
 		{"sniff", "relay between a client and a server, printing every message of both directions decoded", runSniff},
 		{"probe", "tell what listens at an address: Sockhop 2.x, 1.x or compatibility mode, or not Sockhop", runProbe},

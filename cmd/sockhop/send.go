@@ -59,7 +59,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("send")
 	var cf connFlags
 	cf.register(fs)
-	var tf clientTLSFlags
+	tf := clientTLSFlags{cmd: "send"}
 	tf.register(fs)
 	typ := fs.String("type", "", "type `NAME` of the message (default: from the JSON kind, or Buffer for bytes)")
 	request := fs.Bool("request", false, "wait for the reply to each message and print it as a JSON line")
