@@ -48,14 +48,21 @@ together: with a FIN, or, towards a TCP sender whose bytes past the budget
 were dropped, with a reset, as a kernel closing a socket with unread bytes
 does.
 
-With --json, or when stdout is not a terminal, each line is a JSON object:
-  {"event":"listening","addr":"127.0.0.1:50001","upstream":"127.0.0.1:50000"}
-  {"event":"open","conn":1,"remote":"127.0.0.1:53412","upstream":"127.0.0.1:50000"}
-  {"event":"message","conn":1,"dir":"c2s","mode":"binary","kind":"request",
+With --json, or when stdout is not a terminal, each line is a JSON object;
+t_ms is the time in ms since sniff started (for a message, when its last
+byte was forwarded); readable lines start with the time of day instead:
+  {"event":"listening","t_ms":0,"addr":"127.0.0.1:50001","upstream":"127.0.0.1:50000"}
+  {"event":"open","t_ms":812.5,"conn":1,"remote":"127.0.0.1:53412","upstream":"127.0.0.1:50000"}
+  {"event":"message","t_ms":813.1,"conn":1,"dir":"c2s","mode":"binary","kind":"request",
    "type":"Widget","id":"...","size":78,"data_size":26,"data":{"id":7,"name":"sprocket"}}
-  {"event":"undecodable","conn":1,"dir":"c2s","mode":"json","size":6,"hex":"68656c6c6f0a","error":"..."}
-  {"event":"stopped","conn":1,"dir":"s2c","mode":"binary","hex":"...","error":"..."}
-  {"event":"close","conn":1,"dir":"c2s","bytes":1234,"reason":"eof"}
+  {"event":"undecodable","t_ms":820,"conn":1,"dir":"c2s","mode":"json","size":6,"hex":"68656c6c6f0a","error":"..."}
+  {"event":"stopped","t_ms":830,"conn":1,"dir":"s2c","mode":"binary","hex":"...","error":"..."}
+  {"event":"warning","t_ms":813.2,"conn":1,"dir":"s2c","warning":"..."}
+  {"event":"close","t_ms":900,"conn":1,"dir":"c2s","bytes":1234,"reason":"eof"}
+Warnings name the two failures of the switch to binary mode (PROTOCOL.md
+14.1): a transition line forwarded in one write with the bytes after it to
+a peer that announced a Node library version (it loses those frames), and
+JSON following a transition line in the same direction.
 Protocol messages carry "protocol": handshake, handshake-reply, transition,
 ping or pong. Data longer than --preview is cut ("data_prefix" and
 "truncated"); bytes are shown as base64. SIGINT or SIGTERM closes every
@@ -137,7 +144,7 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout)}, relays: map[*relay]bool{}}
+	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout), start: time.Now()}, relays: map[*relay]bool{}}
 	ev := sniffEvent{Event: "listening", Upstream: c.upstreamName()}
 	if c.listenUnix != "" {
 		ev.Unix = c.listenUnix
@@ -204,7 +211,7 @@ func (s *sniffer) acceptLoop(ctx context.Context, ln net.Listener) {
 			return
 		}
 		s.next++
-		r := &relay{s: s, n: s.next, client: nc, done: make(chan struct{})}
+		r := &relay{s: s, n: s.next, client: nc, done: make(chan struct{}), versions: map[string]string{}}
 		r.order.init()
 		s.relays[r] = true
 		s.wg.Add(1)
@@ -232,8 +239,9 @@ type relay struct {
 	done      chan struct{}
 	closed    bool
 
-	hsMu  sync.Mutex
-	hsIDs []string // ids of handshakes seen, to name their replies
+	hsMu     sync.Mutex
+	hsIDs    []string          // ids of handshakes seen, to name their replies
+	versions map[string]string // library_version announced by the sender of each direction
 
 	order order
 }
@@ -441,19 +449,42 @@ func (r *relay) decode(dir string, f *feed) {
 	tr := &trackingReader{f: f}
 	dec := wire.NewDecoder(tr, cfg.term, cfg.maxMessage)
 	var last int64 // stream offset where the next message starts
+	afterTransition := false
 	for {
 		mode := modeName(dec.Binary())
 		m, err := dec.Next()
 		end := tr.total - int64(dec.Buffered())
+		if afterTransition {
+			afterTransition = false
+			if raw := tr.bytes(last, min(tr.total, last+2)); string(raw) == `{"` {
+				c := tr.chunkAt(last + 1)
+				o.emit(self, c.seq, func() {
+					r.s.rep.emit(&sniffEvent{Event: "warning", Conn: r.n, Dir: dir, at: c.at,
+						Warning: "JSON follows this direction's transition line: the sender wrote JSON after switching to binary mode, and the receiver reads it as a frame (PROTOCOL.md 14.1, 5.5)"})
+				})
+			}
+		}
 		var de *wire.DecodeError
 		var se *wire.SizeError
 		switch {
 		case err == nil:
-			o.emit(self, tr.seqAt(end), func() { r.report(dir, &m, end-last) })
+			c := tr.chunkAt(end)
+			var shared int64
+			if m.HasType && m.Type == wire.TypeTransition && !m.Binary {
+				afterTransition = true
+				shared = sharedWrite(c, end, cfg.split)
+			}
+			o.emit(self, c.seq, func() {
+				r.report(dir, &m, end-last, c.at)
+				if shared > 0 {
+					r.warnShared(dir, shared, c.at)
+				}
+			})
 		case errors.As(err, &de):
 			raw := tr.bytes(last, min(end, last+sniffHexBytes))
-			o.emit(self, tr.seqAt(end), func() {
-				r.s.rep.emit(&sniffEvent{Event: "undecodable", Conn: r.n, Dir: dir, Mode: mode, Size: end - last,
+			c := tr.chunkAt(end)
+			o.emit(self, c.seq, func() {
+				r.s.rep.emit(&sniffEvent{Event: "undecodable", at: c.at, Conn: r.n, Dir: dir, Mode: mode, Size: end - last,
 					Hex: hex.EncodeToString(raw), Truncated: end-last > int64(len(raw)), Error: oneLine(err)})
 			})
 		case errors.As(err, &se) || errors.Is(err, errFeedBacklog):
@@ -501,10 +532,45 @@ func modeName(binary bool) string {
 	return "json"
 }
 
-// report prints one decoded message.
-func (r *relay) report(dir string, m *wire.Message, size int64) {
+// sharedWrite returns how many bytes after stream offset end (where a
+// transition line ends) were forwarded in the same write as the line's last
+// byte: the whole chunk, or its --split piece.
+func sharedWrite(c chunk, end int64, split int) int64 {
+	wEnd := c.end
+	if split > 0 && end > c.start {
+		piece := (end - 1 - c.start) / int64(split)
+		wEnd = min(c.end, c.start+(piece+1)*int64(split))
+	}
+	return max(0, wEnd-end)
+}
+
+// warnShared reports a transition line forwarded in one write with the
+// bytes after it, when the receiver announced a Node library version: a
+// Node receiver loses frames that share a read with the line (PROTOCOL.md
+// 14.1). This library announces a version ending in "+go" and reads them.
+func (r *relay) warnShared(dir string, shared int64, at time.Time) {
+	r.hsMu.Lock()
+	v := r.versions[otherDir(dir)]
+	r.hsMu.Unlock()
+	if v == "" || strings.HasSuffix(v, "+go") {
+		return
+	}
+	r.s.rep.emit(&sniffEvent{Event: "warning", Conn: r.n, Dir: dir, at: at,
+		Warning: fmt.Sprintf("the transition line and the %d bytes after it went out in one write to a peer that announced library version %s (Node): a Node receiver loses the frames that share a read with the transition line (PROTOCOL.md 14.1)", shared, v)})
+}
+
+func otherDir(dir string) string {
+	if dir == "c2s" {
+		return "s2c"
+	}
+	return "c2s"
+}
+
+// report prints one decoded message; at is when its last byte was
+// forwarded.
+func (r *relay) report(dir string, m *wire.Message, size int64, at time.Time) {
 	cfg := r.s.cfg
-	ev := sniffEvent{Event: "message", Conn: r.n, Dir: dir, Mode: modeName(m.Binary), Kind: m.Kind.String(), ID: m.ID, Size: size}
+	ev := sniffEvent{Event: "message", Conn: r.n, Dir: dir, Mode: modeName(m.Binary), Kind: m.Kind.String(), ID: m.ID, Size: size, at: at}
 	if m.HasType {
 		t := m.Type
 		ev.Type = &t
@@ -528,6 +594,7 @@ func (r *relay) report(dir string, m *wire.Message, size int64) {
 			if len(r.hsIDs) < 16 {
 				r.hsIDs = append(r.hsIDs, m.ID)
 			}
+			r.versions[dir] = fields.LibraryVersion
 			r.hsMu.Unlock()
 		}
 	case m.Type == wire.TypeTransition:
@@ -595,6 +662,7 @@ func (r *relay) isHandshakeReply(m *wire.Message) bool {
 // order.
 type sniffEvent struct {
 	Event    string  `json:"event"`
+	TMs      float64 `json:"t_ms"` // ms since sniff started; for a message, when its last byte was forwarded
 	Conn     uint64  `json:"conn,omitempty"`
 	Dir      string  `json:"dir,omitempty"`
 	Addr     string  `json:"addr,omitempty"`
@@ -621,24 +689,31 @@ type sniffEvent struct {
 	Bytes          *int64          `json:"bytes,omitempty"`
 	Reason         string          `json:"reason,omitempty"`
 	Error          string          `json:"error,omitempty"`
+	Warning        string          `json:"warning,omitempty"`
 
-	raw []byte // readable output: the first bytes of binary data
+	raw []byte    // readable output: the first bytes of binary data
+	at  time.Time // when it happened (zero: when it is printed)
 }
 
 // sniffReporter writes sniff's events one line each, as reporter does for
 // serve.
 type sniffReporter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	json bool
+	mu    sync.Mutex
+	w     io.Writer
+	json  bool
+	start time.Time // t_ms counts from here
 }
 
 func (r *sniffReporter) emit(ev *sniffEvent) {
+	if ev.at.IsZero() {
+		ev.at = time.Now()
+	}
+	ev.TMs = math.Round(float64(ev.at.Sub(r.start).Microseconds())) / 1000
 	var line []byte
 	if r.json {
 		line, _ = json.Marshal(ev) // nothing in an event can fail to encode
 	} else {
-		line = []byte(terminalSafe(ev.readable()))
+		line = []byte(ev.at.Format("15:04:05.000 ") + terminalSafe(ev.readable()))
 	}
 	line = append(line, '\n')
 	r.mu.Lock()
@@ -676,6 +751,8 @@ func (ev *sniffEvent) readable() string {
 		return fmt.Sprintf("%s%s %s; next bytes %s…", who, ev.Mode, ev.Error, ev.Hex)
 	case "error":
 		return who + "error: " + ev.Error
+	case "warning":
+		return who + "WARNING " + ev.Warning
 	case "message":
 		return who + ev.Mode + " " + ev.describe()
 	}
@@ -756,12 +833,16 @@ type feed struct {
 	over    bool // backlog exceeded
 	stopped bool // the decoder no longer reads: drop what comes
 	end     *feedEnd
+	off     int64 // stream offset of the next chunk
 }
 
-// chunk is one forwarded read and its number in the relay's order.
+// chunk is one forwarded read, its number in the relay's order, when it
+// was forwarded and where it starts in the direction's stream.
 type chunk struct {
-	b   []byte
-	seq uint64
+	b          []byte
+	seq        uint64
+	at         time.Time
+	start, end int64 // the whole forwarded read, however the decoder takes it
 }
 
 // feedEnd is how a direction ended: io.EOF for the peer's FIN, or a reason.
@@ -791,7 +872,8 @@ func (f *feed) write(b []byte) {
 		f.cond.Broadcast()
 		return
 	}
-	f.chunks = append(f.chunks, chunk{bytes.Clone(b), f.o.next(f.dir)})
+	f.chunks = append(f.chunks, chunk{bytes.Clone(b), f.o.next(f.dir), time.Now(), f.off, f.off + int64(len(b))})
+	f.off += int64(len(b))
 	f.queued += len(b)
 	f.cond.Broadcast()
 }
@@ -805,9 +887,9 @@ func (f *feed) close(total int64, err error) {
 	f.cond.Broadcast()
 }
 
-// read gives the decoder the next bytes and the number of their chunk,
-// waiting for them.
-func (f *feed) read(p []byte) (int, uint64, error) {
+// read gives the decoder the next bytes and their chunk (without its
+// bytes), waiting for them.
+func (f *feed) read(p []byte) (int, chunk, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(f.chunks) == 0 && f.end == nil && !f.over {
@@ -816,15 +898,15 @@ func (f *feed) read(p []byte) (int, uint64, error) {
 	}
 	switch {
 	case f.over:
-		return 0, 0, errFeedBacklog
+		return 0, chunk{}, errFeedBacklog
 	case len(f.chunks) == 0:
 		if errors.Is(f.end.err, io.EOF) {
-			return 0, 0, io.EOF
+			return 0, chunk{}, io.EOF
 		}
-		return 0, 0, f.end.err
+		return 0, chunk{}, f.end.err
 	}
 	c := &f.chunks[0]
-	n, seq := copy(p, c.b), c.seq
+	n, info := copy(p, c.b), chunk{seq: c.seq, at: c.at, start: c.start, end: c.end}
 	if n == len(c.b) {
 		f.chunks[0] = chunk{}
 		f.chunks = f.chunks[1:]
@@ -832,7 +914,7 @@ func (f *feed) read(p []byte) (int, uint64, error) {
 		c.b = c.b[n:]
 	}
 	f.queued -= n
-	return n, seq, nil
+	return n, info, nil
 }
 
 // stop drops what is queued and what comes later.
@@ -864,35 +946,38 @@ type trackingReader struct {
 	segs  []segment // which chunk the kept bytes came from
 }
 
-// segment says that the stream bytes up to end came from chunk seq.
+// segment says that the stream bytes up to end came from chunk c.
 type segment struct {
 	end int64
-	seq uint64
+	c   chunk
 }
 
 func (t *trackingReader) Read(p []byte) (int, error) {
-	n, seq, err := t.f.read(p)
+	n, c, err := t.f.read(p)
 	if n > 0 {
 		t.buf = append(t.buf, p[:n]...)
 		t.total += int64(n)
-		t.segs = append(t.segs, segment{t.total, seq})
+		t.segs = append(t.segs, segment{t.total, c})
 	}
 	return n, err
 }
 
-// seqAt returns the number of the chunk that brought the byte before
-// offset off: the last byte of a message ending there.
-func (t *trackingReader) seqAt(off int64) uint64 {
+// chunkAt returns the chunk that brought the byte before offset off: the
+// last byte of a message ending there.
+func (t *trackingReader) chunkAt(off int64) chunk {
 	for _, s := range t.segs {
 		if s.end >= off {
-			return s.seq
+			return s.c
 		}
 	}
 	if len(t.segs) > 0 {
-		return t.segs[len(t.segs)-1].seq
+		return t.segs[len(t.segs)-1].c
 	}
-	return 0
+	return chunk{}
 }
+
+// seqAt returns the number of chunkAt(off).
+func (t *trackingReader) seqAt(off int64) uint64 { return t.chunkAt(off).seq }
 
 // bytes returns the stream bytes [from, to), or nil if they are not kept.
 func (t *trackingReader) bytes(from, to int64) []byte {
