@@ -5,6 +5,7 @@
 //	sockhop send     send one message, or one per stdin line, to a server
 //	sockhop sub      print what a server pushes, and answer its requests
 //	sockhop sniff    relay between a client and a server, decoding both directions
+//	sockhop replay   replay a recorded conversation against a server
 //	sockhop probe    tell what listens at an address
 //	sockhop bench    measure throughput, latency and memory
 //
@@ -51,6 +52,7 @@ func commands() []command {
 		{"sub", "connect to a server and print every message it pushes as JSON lines (--echo answers requests)", runSub},
 		{"bench", "measure throughput, latency and memory against a server in a child process", runBench},
 		{"sniff", "relay between a client and a server, printing every message of both directions decoded", runSniff},
+		{"replay", "play the client side of a recorded conversation (sniff --record) against a server and compare its answers", runReplay},
 		{"probe", "tell what listens at an address: Sockhop 2.x, 1.x or compatibility mode, or not Sockhop", runProbe},
 		{"version", "print the version of sockhop and of the protocol it speaks", runVersion},
 		{"help", "show help for sockhop or one of its commands", runHelp},

@@ -24,7 +24,7 @@ import (
 var sniffUsage = usage{
 	synopsis: "sockhop sniff --listen HOST:PORT | --listen-unix PATH  --upstream HOST:PORT | --upstream-unix PATH\n" +
 		"              [--json] [--split N] [--coalesce DURATION] [--delay DURATION] [--cut-after BYTES]\n" +
-		"              [--max-message BYTES] [--preview BYTES] [--terminator TEXT]",
+		"              [--max-message BYTES] [--preview BYTES] [--terminator TEXT] [--record FILE]",
 	about: `Relays connections between Sockhop clients and a server, forwarding the bytes
 unchanged in both directions, and prints every message of both directions
 decoded: connection number, direction (c2s: client to server, s2c: server to
@@ -69,12 +69,19 @@ ping or pong. Data longer than --preview is cut ("data_prefix" and
 connection and exits 0.
 
 JSON lines are split on "\n" unless --terminator names the peers' own
-terminator (the reference's terminator option; one for both directions).`,
+terminator (the reference's terminator option; one for both directions).
+
+--record FILE writes every forwarded read of every connection, with its
+time, to FILE when sniff stops, in the transcript format of the protocol's
+test vectors (shared/vectors/transcripts: "chunks" with conn, dir, t_ms and
+hex or eof, and "streams"; no masks or decoded messages). sockhop replay
+plays its client side against a server. At most 64 MiB are recorded.`,
 	examples: `sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000
 sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --json | jq 'select(.event=="message")'
 sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --coalesce 20ms   # provoke PROTOCOL.md 14.1
 sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --split 1 --delay 1ms
-sockhop sniff --listen-unix /tmp/sniff.sock --upstream-unix /tmp/sockhop.sock --cut-after 400`,
+sockhop sniff --listen-unix /tmp/sniff.sock --upstream-unix /tmp/sockhop.sock --cut-after 400
+sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --record session.json`,
 }
 
 // Limits of the sniffer itself.
@@ -118,6 +125,7 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&c.maxMessage, "max-message", wire.DefaultMaxMessage, "largest message decoded, in `BYTES`; a bigger one stops decoding its direction")
 	fs.IntVar(&c.preview, "preview", 256, "show at most `BYTES` of each message's data")
 	term := fs.String("terminator", `\n`, "JSON-mode line terminator `TEXT`, with Go escapes such as \\x00 or \\r\\n")
+	record := fs.String("record", "", "write the conversation to `FILE` when sniff stops, as a transcript (shared/vectors format) for sockhop replay")
 	if _, err := parseFlags(e, fs, sniffUsage, args, 0); err != nil {
 		return err
 	}
@@ -144,7 +152,11 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout), start: time.Now()}, relays: map[*relay]bool{}}
+	start := time.Now()
+	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout), start: start}, relays: map[*relay]bool{}}
+	if *record != "" {
+		s.rec = newRecorder(*record, start)
+	}
 	ev := sniffEvent{Event: "listening", Upstream: c.upstreamName()}
 	if c.listenUnix != "" {
 		ev.Unix = c.listenUnix
@@ -178,6 +190,9 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	case <-done:
 	case <-t.C:
 	}
+	if s.rec != nil {
+		return s.rec.write(fmt.Sprintf("recorded by sockhop sniff between clients of %s and %s", ev.Addr+ev.Unix, c.upstreamName()))
+	}
 	return nil
 }
 
@@ -185,6 +200,7 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 type sniffer struct {
 	cfg *sniffConfig
 	rep *sniffReporter
+	rec *recorder // --record, or nil
 
 	mu      sync.Mutex
 	relays  map[*relay]bool
@@ -320,6 +336,17 @@ func (r *relay) pump(dir string, src, dst net.Conn, f *feed) {
 	buf := make([]byte, 32<<10)
 	var batch []byte
 	var total int64
+	// endFeed ends the decoder's copy, and the recording, of this direction.
+	endFeed := func(err error) {
+		f.close(total, err)
+		if r.s.rec != nil {
+			reason := ""
+			if !errors.Is(err, io.EOF) {
+				reason = err.Error()
+			}
+			r.s.rec.end(r.n, dir, reason)
+		}
+	}
 	for {
 		data, err := r.read(src, buf, &batch)
 		if len(data) > 0 {
@@ -341,32 +368,38 @@ func (r *relay) pump(dir string, src, dst net.Conn, f *feed) {
 			}
 			data = data[:allowed]
 			f.write(data) // before forwarding: the decoder sees a message before its answer
+			if r.s.rec != nil && r.s.rec.add(r.n, dir, data) {
+				r.s.rep.emit(&sniffEvent{Event: "error", Conn: r.n, Error: fmt.Sprintf("sockhop: --record holds %d MiB; the rest is not recorded", recordMax>>20)})
+			}
 			werr := r.forward(dst, data)
 			total += int64(len(data))
 			if cut {
 				r.abort(fmt.Sprintf("cut after %d bytes (--cut-after)", cfg.cutAfter))
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 				return
 			}
 			if werr != nil {
 				r.abort(fmt.Sprintf("%s write failed: %v", dir, werr))
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 				return
 			}
 		}
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF):
+				// Recorded before it is passed on, so that the peer's
+				// answer to it (its own FIN) comes after it in the
+				// transcript and the decoder's order.
+				endFeed(io.EOF)
 				// Pass the half-close on: the other direction may still run.
 				if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 					_ = cw.CloseWrite()
 				}
-				f.close(total, io.EOF)
 			case r.closeReason() != "":
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 			default:
 				r.abort(fmt.Sprintf("%s read failed: %v", dir, err))
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 			}
 			return
 		}
