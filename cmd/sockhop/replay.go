@@ -37,7 +37,8 @@ handshake compare equal whatever their value. Ids the live server chose are
 put in place of the recorded ones in the client bytes that answer them (a
 reply to the server's handshake, say). Pings and pongs are not compared,
 since their number depends on timers; the server's pings are answered where
-the client stream is between two messages.
+the client stream is between two messages, unless the recorded client left
+the recorded server's pings unanswered.
 
 Prints one line per connection (JSON with --json) and exits 0 when nothing
 differed; at the first difference it says where (connection, message
@@ -71,7 +72,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	if err != nil || tt == "" {
 		return usageErrorf("replay: --terminator %q is not a non-empty string with Go escapes (e.g. \\n, \\x00, \\r\\n)", *term)
 	}
-	conns, err := loadTranscript(pos[0])
+	conns, err := loadTranscript(pos[0], []byte(tt))
 	if err != nil {
 		return err
 	}
@@ -110,6 +111,10 @@ type recConn struct {
 	s2c    []recMsg
 	c2s    []int64 // where each client message ends: a pong fits there
 	c2sBin int64   // where the client's transition line ends (-1: never)
+	// The recorded client answered pings, or the recorded server sent
+	// none: the live server's pings are answered. A recorded client that
+	// left the server's pings unanswered is left silent.
+	clientPongs, serverPings bool
 }
 
 type recChunk struct {
@@ -124,8 +129,9 @@ type recMsg struct {
 	end int64
 }
 
-// loadTranscript reads FILE and cuts it into connections.
-func loadTranscript(file string) ([]*recConn, error) {
+// loadTranscript reads FILE and cuts it into connections; term is the
+// server's JSON terminator.
+func loadTranscript(file string, term []byte) ([]*recConn, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -164,7 +170,7 @@ func loadTranscript(file string) ([]*recConn, error) {
 				c2s = append(c2s, c.b...)
 			}
 		}
-		rc.s2c = decodeAll(s2c, nil)
+		rc.s2c = decodeAll(s2c, term)
 		msgs := decodeAll(c2s, nil)
 		rc.c2sBin = -1
 		for _, m := range msgs {
@@ -172,6 +178,10 @@ func loadTranscript(file string) ([]*recConn, error) {
 			if rc.c2sBin < 0 && m.m.Type == wire.TypeTransition && !m.m.Binary {
 				rc.c2sBin = m.end
 			}
+			rc.clientPongs = rc.clientPongs || (m.m.HasType && m.m.Type == wire.TypePong)
+		}
+		for _, m := range rc.s2c {
+			rc.serverPings = rc.serverPings || (m.m.HasType && m.m.Type == wire.TypePing)
 		}
 	}
 	return conns, nil
@@ -430,6 +440,10 @@ func (p *player) nextLive() (*wire.Message, error) {
 // written so far ends between two messages (a pong inside a recorded
 // message would break it), in the stream's mode at that point.
 func (p *player) answerPings() {
+	if p.rc.serverPings && !p.rc.clientPongs {
+		p.pongs = nil // a silent client, as recorded
+		return
+	}
 	if len(p.pongs) == 0 || !p.atBoundary() {
 		return
 	}
