@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -190,7 +191,8 @@ func (s *sender) connect(ctx context.Context, cf *connFlags, tlsCfg *tls.Config)
 	}
 	s.c = sockhop.NewClient(o)
 	if err := s.c.Connect(ctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		var ne net.Error
+		if (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) && ctx.Err() == nil {
 			return fmt.Errorf("connecting to %s took longer than --connect-timeout %s: %w", s.where, s.connectTimeout, err)
 		}
 		return err

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // silentListener accepts connections and neither reads nor closes them
@@ -121,4 +124,49 @@ func TestMaxMessage(t *testing.T) {
 	if r.code != 2 {
 		t.Errorf("--max-message 0: exit %d, want 2", r.code)
 	}
+}
+
+// fullBacklog returns the address of a TCP listener whose accept queue is
+// full (backlog 0, one connection queued, nothing accepted): the kernel
+// drops further SYNs, so connecting hangs until the client gives up.
+func fullBacklog(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the queue: connections that complete are queued; once one does
+	// not complete within a moment, the queue is full.
+	for i := 0; i < 8; i++ {
+		nc, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return addr
+		}
+		t.Cleanup(func() { nc.Close() })
+	}
+	t.Skip("the kernel kept accepting connections into a backlog of 0; cannot make connecting hang here")
+	return ""
+}
+
+// TestSendConnectTimeout: --connect-timeout bounds connecting, and the
+// error says which limit ended the run.
+func TestSendConnectTimeout(t *testing.T) {
+	addr := fullBacklog(t)
+	r := sockhopRun(t, "", "send", "--addr", addr, "--connect-timeout", "300ms", "--timeout", "5s", `"x"`)
+	if r.code != 1 || !strings.Contains(r.stderr, "--connect-timeout 300ms") {
+		t.Errorf("send to a listener that never completes a connect: exit %d, stderr %q; want 1 and --connect-timeout named", r.code, r.stderr)
+	}
+	oneErrorLine(t, r)
 }
