@@ -105,7 +105,7 @@ func (f *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.unix, "unix", "", "Unix socket `PATH`, instead of --addr")
 	fs.BoolVar(&f.compat, "compat", false, "compatibility mode: act like Sockhop 1.x (no handshake, JSON only)")
 	fs.BoolVar(&f.noBinary, "no-binary", false, "never request or grant binary mode (JSON lines only)")
-	fs.IntVar(&f.maxMessage, "max-message", sockhop.DefaultMaxMessageSize, "largest message accepted from a peer, in `BYTES` (a JSON line or a frame's data); a bigger one closes its connection")
+	fs.IntVar(&f.maxMessage, "max-message", sockhop.DefaultMaxMessageSize, "largest message accepted from a peer, in `BYTES` (a JSON line or a frame's data; a handshake line takes about 160); a bigger one closes its connection")
 }
 
 // check rejects --addr together with --unix: one of them would be ignored.
