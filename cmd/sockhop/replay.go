@@ -21,12 +21,14 @@ import (
 )
 
 var replayUsage = usage{
-	synopsis: "sockhop replay FILE [--addr HOST:PORT | --unix PATH] [--timeout 5s] [--terminator TEXT] [--json]",
+	synopsis: "sockhop replay FILE [--addr HOST:PORT | --unix PATH] [--timeout 5s] [--max-pause 2s] [--terminator TEXT] [--json]",
 	about: `Plays the client side of a recorded conversation (sniff --record, or a
 transcript of shared/vectors/transcripts) against a live server and
 compares what the server sends with what the recorded server sent, message
 by message. Each connection of the recording gets a connection of its own.
-The client's bytes go out chunk by chunk with the recorded pauses; before
+The client's bytes go out chunk by chunk with the recorded pauses (each at
+most --max-pause, so that an idle hour in a recording does not take an
+hour); before
 each chunk, replay waits (at most --timeout) for the server messages that
 were recorded before it, and a recorded close of the server's side must be
 matched by the live server.
@@ -53,6 +55,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	unix := fs.String("unix", "", "the server's Unix socket `PATH`, instead of --addr")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for each recorded server message or close, a `DURATION`")
 	term := fs.String("terminator", `\n`, "the server's JSON-mode line terminator `TEXT`, with Go escapes such as \\x00")
+	maxPause := fs.Duration("max-pause", 2*time.Second, "longest recorded pause between two client chunks kept as it is, a `DURATION`; longer ones are cut to it")
 	jsonOut := fs.Bool("json", false, "one JSON object per connection (the default when stdout is not a terminal)")
 	pos, err := parseFlags(e, fs, replayUsage, args, 1)
 	if err != nil {
@@ -67,6 +70,8 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("replay: --addr and --unix exclude each other")
 	case *timeout <= 0:
 		return usageErrorf("replay: --timeout must be positive")
+	case *maxPause < 0:
+		return usageErrorf("replay: --max-pause must not be negative")
 	}
 	tt, err := strconv.Unquote(`"` + strings.ReplaceAll(*term, `"`, `\"`) + `"`)
 	if err != nil || tt == "" {
@@ -82,7 +87,7 @@ func runReplay(ctx context.Context, e *env, args []string) error {
 	}
 	asJSON := *jsonOut || !isTerminal(e.stdout)
 	for _, rc := range conns {
-		p := &player{rc: rc, network: network, address: address, timeout: *timeout, term: []byte(tt), ids: map[string]string{}}
+		p := &player{rc: rc, network: network, address: address, timeout: *timeout, maxPause: *maxPause, term: []byte(tt), ids: map[string]string{}}
 		res := p.play(ctx)
 		if ctx.Err() != nil {
 			return errInterrupted
@@ -232,6 +237,7 @@ type player struct {
 	network  string
 	address  string
 	timeout  time.Duration
+	maxPause time.Duration
 	term     []byte
 	nc       net.Conn
 	live     chan liveItem     // closed by the reader after the stream's end
@@ -301,12 +307,9 @@ func (p *player) run(ctx context.Context) error {
 		<-reading
 	}()
 
-	start := time.Now()
-	var t0 time.Duration
-	if len(p.rc.chunks) > 0 {
-		t0 = p.rc.chunks[0].t
-	}
-	var s2cSeen int64 // recorded server bytes before the current chunk
+	var s2cSeen int64         // recorded server bytes before the current chunk
+	lastT := p.rc.chunks[0].t // recorded time of the previous client chunk (at first: of the connection's start)
+	lastAt := time.Now()      // when it went out
 	for _, c := range p.rc.chunks {
 		if c.dir == "s2c" {
 			s2cSeen += int64(len(c.b))
@@ -324,9 +327,12 @@ func (p *player) run(ctx context.Context) error {
 		if err := p.expect(s2cSeen); err != nil {
 			return err
 		}
-		if wait := time.Until(start.Add(c.t - t0)); wait > 0 {
-			time.Sleep(wait)
+		// The recorded pause since the previous client chunk, at most
+		// --max-pause; waiting for the server above counts towards it.
+		if err := sleepUntil(ctx, lastAt.Add(min(max(c.t-lastT, 0), p.maxPause))); err != nil {
+			return err
 		}
+		lastT, lastAt = c.t, time.Now()
 		if c.eof {
 			if cw, ok := nc.(interface{ CloseWrite() error }); ok {
 				_ = cw.CloseWrite()
@@ -338,6 +344,18 @@ func (p *player) run(ctx context.Context) error {
 		}
 	}
 	return p.expect(s2cSeen)
+}
+
+// sleepUntil waits until t, or until ctx ends (SIGINT).
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // read decodes the live server's stream onto live until it ends, or

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,4 +126,40 @@ func TestReplayVectors(t *testing.T) {
 			oneErrorLine(t, r)
 		})
 	}
+}
+
+// TestReplayPauses: a recorded hour of silence is cut to --max-pause (the
+// run would otherwise outlast the test's bound), and a file that is not a
+// transcript is one error line.
+func TestReplayPauses(t *testing.T) {
+	hexOf := func(s string) string { return fmt.Sprintf("%x", s) }
+	tr := transcript{Scenario: "pause", Chunks: []tChunk{
+		{Conn: 0, Dir: "c2s", TMs: 0, Hex: hexOf(`{"type":"String","data":"a"}` + "\n")},
+		{Conn: 0, Dir: "c2s", TMs: 3_600_000, Hex: hexOf(`{"type":"String","data":"b"}` + "\n")},
+		{Conn: 0, Dir: "c2s", TMs: 3_600_001, EOF: true},
+		{Conn: 0, Dir: "s2c", TMs: 3_600_002, EOF: true},
+	}}
+	b, err := json.Marshal(&tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "pause.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, "--addr", "127.0.0.1:0", "--compat")
+	r := sockhopRun(t, "", append([]string{"replay", file, "--max-pause", "100ms"}, p.target...)...)
+	if r.code != 0 {
+		t.Errorf("replay: exit %d, stderr %q", r.code, r.stderr)
+	}
+	p.waitFor(t, "b", map[string]any{"event": "receive", "data": "b"})
+
+	if err := os.WriteFile(file, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = sockhopRun(t, "", append([]string{"replay", file}, p.target...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "is not a transcript") {
+		t.Errorf("replay of a non-transcript: exit %d, stderr %q", r.code, r.stderr)
+	}
+	oneErrorLine(t, r)
 }
