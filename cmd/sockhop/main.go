@@ -73,8 +73,11 @@ func run(args []string, e *env) int {
 		return fail(e, usageErrorf("no command given; run 'sockhop help' (commands: %s)", strings.Join(names, ", ")))
 	}
 	name := args[0]
-	if name == "-h" || name == "-help" || name == "--help" {
+	switch name {
+	case "-h", "-help", "--help":
 		name = "help"
+	case "-version", "--version":
+		name = "version"
 	}
 	var cmd *command
 	for _, c := range commands() {

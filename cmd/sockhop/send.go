@@ -212,6 +212,11 @@ func (s *sender) connect(ctx context.Context, cf *connFlags, tlsCfg *tls.Config)
 			s.where, opts.HandshakeTimeout)
 		return nil
 	case err := <-s.lost:
+		if tlsCfg == nil {
+			// A TLS server closes on our handshake line, which is not a
+			// TLS record.
+			return fmt.Errorf("connection to %s ended during the handshake (is it a TLS server? try --tls): %w", s.where, err)
+		}
 		return fmt.Errorf("connection to %s ended during the handshake: %w", s.where, err)
 	case <-ctx.Done():
 		return fmt.Errorf("handshake with %s: %w", s.where, ctx.Err())

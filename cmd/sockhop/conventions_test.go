@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestConventions: --version, a duration without a unit, $SOCKHOP_ADDR.
+func TestConventions(t *testing.T) {
+	r := sockhopRun(t, "", "--version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "sockhop ") {
+		t.Errorf("--version: exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, args := range [][]string{{"send", "--timeout", "5", "1"}, {"send", "--timeout=5", "1"}, {"replay", "x.json", "--max-pause", "2"}} {
+		r = sockhopRun(t, "", args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "a duration needs a unit, e.g. ") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and the unit explained", args, r.code, r.stderr)
+		}
+		oneErrorLine(t, r)
+	}
+
+	p := startServe(t, "--addr", "127.0.0.1:0", "--echo")
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "send", "--request", `"via env"`)
+	cmd.Env = append(childEnv, "SOCKHOP_ADDR="+p.target[1])
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil || out.String() != `{"type":"String","data":"via env"}`+"\n" {
+		t.Errorf("send with $SOCKHOP_ADDR: %v, stdout %q, stderr %q", err, out.String(), errOut.String())
+	}
+}
+
+// TestTLSHintAndInsecure: plain send to a TLS server suggests --tls;
+// --tls-insecure connects without trusting the certificate.
+func TestTLSHintAndInsecure(t *testing.T) {
+	cert, key := writeCert(t)
+	p := startServe(t, "--addr", "127.0.0.1:0", "--echo", "--tls-cert", cert, "--tls-key", key)
+	r := sockhopRun(t, "", append([]string{"send", "--timeout", "4s", `"in clear"`}, p.target...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "is it a TLS server? try --tls") {
+		t.Errorf("send without TLS to a TLS server: exit %d, stderr %q; want 1 and the hint", r.code, r.stderr)
+	}
+	oneErrorLine(t, r)
+	r = sockhopRun(t, "", append([]string{"send", "--tls", "--request", `"untrusted"`}, p.target...)...)
+	if r.code != 1 {
+		t.Errorf("--tls without the CA: exit %d, stderr %q; want 1", r.code, r.stderr)
+	}
+	r = sockhopRun(t, "", append([]string{"send", "--tls-insecure", "--request", `"insecure"`}, p.target...)...)
+	if want := `{"type":"String","data":"insecure"}` + "\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("--tls-insecure: exit %d, stdout %q, stderr %q; want %q", r.code, r.stdout, r.stderr, want)
+	}
+}
