@@ -53,3 +53,29 @@ func TestTLSHintAndInsecure(t *testing.T) {
 		t.Errorf("--tls-insecure: exit %d, stdout %q, stderr %q; want %q", r.code, r.stdout, r.stderr, want)
 	}
 }
+
+// TestProbeNeedsClientCert: probe with --tls-ca against a server that
+// requires client certificates says so and exits 1 (it used to report a
+// peer that is not Sockhop, exit 0); with the certificate it probes.
+func TestProbeNeedsClientCert(t *testing.T) {
+	cert, key := writeCert(t)
+	p := startServe(t, "--addr", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", cert)
+	r, res := probeJSON(t, append([]string{"--tls-ca", cert}, p.target...)...)
+	if r.code != 1 || !strings.Contains(res.Error, "needs a client certificate") || res.Kind == kindNotSockhop {
+		t.Errorf("probe without a client certificate: exit %d, %+v, stderr %q", r.code, res, r.stderr)
+	}
+	r, res = probeJSON(t, append([]string{"--tls-ca", cert, "--tls-cert", cert, "--tls-key", key}, p.target...)...)
+	if r.code != 0 || res.Kind != kindSockhop2 {
+		t.Errorf("probe with a client certificate: exit %d, %+v, stderr %q", r.code, res, r.stderr)
+	}
+}
+
+// TestProbeTLSHint: plain probe of a TLS server suggests --tls.
+func TestProbeTLSHint(t *testing.T) {
+	cert, key := writeCert(t)
+	p := startServe(t, "--addr", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key)
+	_, res := probeJSON(t, p.target...)
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "is it a TLS server? try --tls") {
+		t.Errorf("plain probe of a TLS server: %+v", res)
+	}
+}
