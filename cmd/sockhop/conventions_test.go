@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"testing"
+
+	sockhop "github.com/sockhop/sockhop-go"
 )
 
 // TestConventions: --version, a duration without a unit, $SOCKHOP_ADDR.
@@ -77,5 +80,36 @@ func TestProbeTLSHint(t *testing.T) {
 	_, res := probeJSON(t, p.target...)
 	if !strings.Contains(strings.Join(res.Notes, "\n"), "is it a TLS server? try --tls") {
 		t.Errorf("plain probe of a TLS server: %+v", res)
+	}
+}
+
+// TestJSONEverywhere: every command accepts --json; demo and version print
+// JSON lines with it.
+func TestJSONEverywhere(t *testing.T) {
+	for _, c := range commands() {
+		if c.name == "help" {
+			continue
+		}
+		if r := sockhopRun(t, "", c.name, "--json", "--help"); r.code != 0 {
+			t.Errorf("%s --json: exit %d, stderr %q", c.name, r.code, r.stderr)
+		}
+	}
+	r := sockhopRun(t, "", "demo", "--json")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 9 {
+		t.Fatalf("demo --json: exit %d, %d lines, stderr %q", r.code, len(lines), r.stderr)
+	}
+	for i, l := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Errorf("line %d %q: %v", i+1, l, err)
+		} else if i > 0 && i < 8 && (v["event"] != "step" || v["ok"] != true) {
+			t.Errorf("line %d: %v", i+1, v)
+		}
+	}
+	r = sockhopRun(t, "", "version", "--json")
+	var v struct{ Version string }
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Version != sockhop.Version {
+		t.Errorf("version --json: %q, %v", r.stdout, err)
 	}
 }

@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -166,12 +167,18 @@ func runHelp(ctx context.Context, e *env, args []string) error {
 func runVersion(_ context.Context, e *env, args []string) error {
 	fs := newFlagSet("version")
 	u := usage{
-		synopsis: "sockhop version",
+		synopsis: "sockhop version [--json]",
 		about:    "Prints the library version (sent to peers in the handshake) and the Go version.",
-		examples: "sockhop version",
+		examples: "sockhop version\nsockhop --version",
 	}
+	jsonOut := fs.Bool("json", false, `one JSON object: {"version":...,"protocol":2,"go":...}`)
 	if _, err := parseFlags(e, fs, u, args, 0); err != nil {
 		return err
+	}
+	if *jsonOut {
+		b, _ := json.Marshal(map[string]any{"version": sockhop.Version, "protocol": 2, "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH})
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "sockhop %s (protocol 2, compatible with Sockhop 1.x; %s %s/%s)\n",
 		sockhop.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)

@@ -68,6 +68,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	connectTimeout := fs.Duration("connect-timeout", sockhop.DefaultConnectTimeout, "time allowed for connecting (TCP and TLS), a `DURATION`; at most --timeout")
 	b64 := fs.Bool("base64", false, "DATA is base64 bytes: a Buffer, or a typed buffer named --type")
 	file := fs.String("file", "", "send the bytes of `PATH` (as --base64 would)")
+	fs.Bool("json", true, "accepted for every command's sake: the replies --request prints are always JSON lines")
 	pos, err := parseFlags(e, fs, sendUsage, args, 1)
 	if err != nil {
 		return err

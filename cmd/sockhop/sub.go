@@ -71,6 +71,7 @@ func runSub(ctx context.Context, e *env, args []string) error {
 	count := fs.Int("count", 0, "exit 0 after `N` messages were printed (0: never)")
 	echoFlag := fs.Bool("echo", false, "answer each request with its own type and data")
 	replyJSON := fs.String("reply", "", "answer each request with this `JSON` value")
+	fs.Bool("json", true, "accepted for every command's sake: sub always prints JSON lines")
 	reconnect := fs.Bool("reconnect", false, "reconnect when the connection ends, noting it on stderr, instead of exiting 1")
 	if _, err := parseFlags(e, fs, subUsage, args, 0); err != nil {
 		return err
