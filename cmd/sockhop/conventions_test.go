@@ -113,3 +113,20 @@ func TestJSONEverywhere(t *testing.T) {
 		t.Errorf("version --json: %q, %v", r.stdout, err)
 	}
 }
+
+// TestSendKeepGoing: a bad stdin line ends the run, or with --keep-going
+// is skipped, said on stderr, and the run ends with exit 1 once the good
+// lines were delivered.
+func TestSendKeepGoing(t *testing.T) {
+	p := startServe(t, "--addr", "127.0.0.1:0")
+	r := sockhopRun(t, "1\n{bad\n3\n", append([]string{"send"}, p.target...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "stdin line 2") || !strings.Contains(r.stderr, "--keep-going") {
+		t.Errorf("bad line: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = sockhopRun(t, "10\n{bad\n30\n", append([]string{"send", "--keep-going"}, p.target...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "stdin line 2 skipped") || !strings.Contains(r.stderr, "1 of 3 stdin lines were skipped") {
+		t.Errorf("--keep-going: exit %d, stderr %q", r.code, r.stderr)
+	}
+	p.waitFor(t, "line 3", map[string]any{"event": "receive", "data": 30})
+	p.waitFor(t, "line 1", map[string]any{"event": "receive", "data": 10})
+}

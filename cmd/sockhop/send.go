@@ -20,13 +20,15 @@ import (
 var sendUsage = usage{
 	synopsis: "sockhop send [--addr HOST:PORT | --unix PATH] [--compat] [--no-binary] [--type NAME] [--request]\n" +
 		"             [--timeout 5s] [--connect-timeout 5s] [--max-message BYTES]\n" +
-		"             [--base64 | --file PATH] [--tls-ca FILE] [DATA]",
+		"             [--base64 | --file PATH] [--tls | --tls-ca FILE | --tls-insecure] [--keep-going] [DATA]",
 	about: `Connects to a Sockhop server, sends DATA and exits. DATA is JSON; its type is
 named as a Node sender would name it (Object, Array, String, Number, Boolean)
 unless --type gives one, e.g. the name of the peer's class. With --base64,
 DATA is bytes: a Buffer, or a typed buffer named --type (which needs binary
 mode). --file sends a file's bytes the same way. Without DATA, each line of
-stdin is one message. --request waits for each reply and prints it as one
+stdin is one message (on a terminal, send says so); a line that is not one
+ends the run, or with --keep-going is skipped, noted, and makes the exit
+code 1 once the rest was delivered. --request waits for each reply and prints it as one
 JSON line, {"type":"...","data":...} or {"type":"...","base64":"..."}.
 
 Exit 0 means: everything was written and the server confirmed the close by
@@ -68,6 +70,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 	connectTimeout := fs.Duration("connect-timeout", sockhop.DefaultConnectTimeout, "time allowed for connecting (TCP and TLS), a `DURATION`; at most --timeout")
 	b64 := fs.Bool("base64", false, "DATA is base64 bytes: a Buffer, or a typed buffer named --type")
 	file := fs.String("file", "", "send the bytes of `PATH` (as --base64 would)")
+	keepGoing := fs.Bool("keep-going", false, "reading stdin: skip a line that is not a message (noted on stderr) instead of ending the run; exit 1 at the end if any was skipped")
 	fs.Bool("json", true, "accepted for every command's sake: the replies --request prints are always JSON lines")
 	pos, err := parseFlags(e, fs, sendUsage, args, 1)
 	if err != nil {
@@ -107,7 +110,7 @@ func runSend(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	s := &sender{e: e, where: cf.where(), request: *request, timeout: *timeout, lost: make(chan error, 1)}
+	s := &sender{e: e, where: cf.where(), request: *request, timeout: *timeout, keepGoing: *keepGoing, lost: make(chan error, 1)}
 	s.connectTimeout = min(*connectTimeout, *timeout)
 	// One message: --timeout is a deadline for everything, the close
 	// included. Lines from stdin: each step gets --timeout of its own.
@@ -124,6 +127,9 @@ func runSend(ctx context.Context, e *env, args []string) error {
 		if one != nil {
 			err = s.send(runCtx, one)
 		} else {
+			if f, ok := e.stdin.(*os.File); ok && isTerminal(f) {
+				fmt.Fprintln(e.stderr, "sockhop: reading messages from stdin, one per line (JSON, or base64 with --base64); end with Ctrl-D")
+			}
 			err = s.sendLines(ctx, &enc)
 		}
 	}
@@ -141,7 +147,13 @@ func runSend(ctx context.Context, e *env, args []string) error {
 		s.closeWithin(deadline)
 		return err
 	}
-	return s.close(deadline)
+	if err := s.close(deadline); err != nil {
+		return err
+	}
+	if s.skipped > 0 {
+		return fmt.Errorf("%d of %d stdin lines were skipped as not messages (--keep-going); the others were delivered", s.skipped, s.lines)
+	}
+	return nil
 }
 
 var errInterrupted = errors.New("interrupted")
@@ -156,6 +168,8 @@ type sender struct {
 	connectTimeout time.Duration
 	lost           chan error // why the connection ended
 	answered       bool       // a request got its reply
+	keepGoing      bool       // --keep-going
+	skipped, lines int        // stdin lines skipped by --keep-going, of all read
 }
 
 // connect dials and waits for the handshake; s.c is set even when it
@@ -312,6 +326,7 @@ func (s *sender) sendLines(ctx context.Context, enc *encoder) error {
 		readErr <- sc.Err()
 		close(lines)
 	}()
+	skipped := 0
 	for n := 1; ; n++ {
 		var line string
 		var ok bool
@@ -326,14 +341,20 @@ func (s *sender) sendLines(ctx context.Context, enc *encoder) error {
 			if err := <-readErr; err != nil {
 				return fmt.Errorf("reading stdin: %w", err)
 			}
+			s.skipped, s.lines = skipped, n-1
 			return nil
 		}
 		if isBlank(line) {
 			continue
 		}
 		o, err := enc.encode(line)
+		if err != nil && s.keepGoing {
+			skipped++
+			fmt.Fprintln(s.e.stderr, oneLine(fmt.Errorf("stdin line %d skipped: %w", n, err)))
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("stdin line %d: %w", n, err)
+			return fmt.Errorf("stdin line %d: %w (--keep-going skips such lines)", n, err)
 		}
 		mctx, cancel := context.WithTimeout(ctx, s.timeout)
 		err = s.send(mctx, o)
