@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -129,4 +130,19 @@ func TestSendKeepGoing(t *testing.T) {
 	}
 	p.waitFor(t, "line 3", map[string]any{"event": "receive", "data": 30})
 	p.waitFor(t, "line 1", map[string]any{"event": "receive", "data": 10})
+}
+
+// TestBenchBusyPort: a busy --port is one error line naming it.
+func TestBenchBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	r := sockhopRun(t, "", "bench", "--port", port, "--n", "1000")
+	if r.code != 1 || !strings.Contains(r.stderr, "address already in use") {
+		t.Errorf("bench on a busy port: exit %d, stderr %q", r.code, r.stderr)
+	}
+	oneErrorLine(t, r)
 }
