@@ -136,11 +136,22 @@ type connFlags struct {
 }
 
 func (f *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", defaultAddr(), "TCP address `HOST:PORT`; $SOCKHOP_ADDR sets the default")
+	addrHelp := "the server's TCP address `HOST:PORT`; $SOCKHOP_ADDR sets the default"
+	if fs.Name() == "serve" {
+		addrHelp = "TCP address `HOST:PORT` to listen on (port 0 picks a free one); $SOCKHOP_ADDR sets the default"
+	}
+	fs.StringVar(&f.addr, "addr", defaultAddr(), addrHelp)
 	fs.StringVar(&f.unix, "unix", "", "Unix socket `PATH`, instead of --addr")
+	if fs.Name() == "serve" {
+		fs.Lookup("unix").Usage = "listen on Unix socket `PATH`, instead of --addr"
+	}
 	fs.BoolVar(&f.compat, "compat", false, "compatibility mode: act like Sockhop 1.x (no handshake, JSON only)")
 	fs.BoolVar(&f.noBinary, "no-binary", false, "never request or grant binary mode (JSON lines only)")
-	fs.IntVar(&f.maxMessage, "max-message", sockhop.DefaultMaxMessageSize, "largest message accepted from a peer, in `BYTES` (a JSON line or a frame's data; a handshake line takes about 160); a bigger one closes its connection")
+	peer := "the server"
+	if fs.Name() == "serve" {
+		peer = "a client"
+	}
+	fs.IntVar(&f.maxMessage, "max-message", sockhop.DefaultMaxMessageSize, "largest message accepted from "+peer+", in `BYTES` (a JSON line or a frame's data; a handshake line takes about 160); a bigger one closes the connection")
 }
 
 // defaultAddr is $SOCKHOP_ADDR when set, so that a shell session can name
