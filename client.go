@@ -485,7 +485,9 @@ func (c *Client) State() State {
 // (OnDisconnect last) has run. It returns an error only when messages
 // already accepted could not all be written: on the connection, or held
 // while reconnecting (ReconnectBufferSize; the error says how many).
-// Close is idempotent;
+// Whether the peer confirmed the close by closing its side in turn (and so
+// read everything) is counted in Stats.UnconfirmedCloses. Close is
+// idempotent;
 // afterwards every method returns an error matching ErrClosed.
 //
 // Close may be called from any hook: it never waits for a hook that is

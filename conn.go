@@ -73,6 +73,7 @@ type conn struct {
 	closeOnce sync.Once
 	closeErr  error                 // why the connection ended (set before done is closed)
 	flushErr  atomic.Pointer[error] // a write failed: a graceful close's flush did not finish
+	peerEOF   atomic.Bool           // the reader ended on the peer's clean FIN (not a reset, not mid-message)
 	readDone  chan struct{}
 	// dispatchDone is closed when every handler has returned, so the end
 	// hooks run after the handlers of messages that arrived before the end.
@@ -266,7 +267,11 @@ func (c *conn) close(reason error, graceful bool) {
 func (c *conn) closer(reason error, graceful bool) {
 	<-c.q.finished
 	if graceful {
+		confirmed := false
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.flushErr.Load() == nil {
+			// A peer that ended its side before our FIN may not have read
+			// everything; only a FIN that answers ours confirms it did.
+			endedFirst := isClosed(c.readDone)
 			_ = cw.CloseWrite()
 			// Wait for the peer's FIN (the reader sees EOF) so that unread
 			// bytes on our side cannot turn our close into a reset that
@@ -274,9 +279,13 @@ func (c *conn) closer(reason error, graceful bool) {
 			t := time.NewTimer(lingerTimeout)
 			select {
 			case <-c.readDone:
+				confirmed = !endedFirst && c.peerEOF.Load()
 			case <-t.C:
 			}
 			t.Stop()
+		}
+		if !confirmed {
+			c.stats.unconfirmed.Add(1)
 		}
 		_ = c.nc.Close()
 	}
@@ -307,6 +316,16 @@ func (c *conn) closer(reason error, graceful bool) {
 
 // lingerTimeout bounds how long a graceful close waits for the peer's FIN.
 const lingerTimeout = 500 * time.Millisecond
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
 
 func isAbnormal(err error) bool {
 	var ce closedError

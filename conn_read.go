@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,7 @@ func (c *conn) readLoop() {
 				err = newError(CodeMessageTooLarge, fmt.Sprintf("peer %s disconnected", c.remote()), err)
 				c.reportError(err)
 			} else {
+				c.peerEOF.Store(errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF))
 				err = peerError(err)
 			}
 			c.close(err, false)

@@ -57,6 +57,14 @@ type Stats struct {
 	// PingsSent: pings sent by PingInterval or SetPingInterval (not the
 	// probes of a binary switch); PongsReceived: those answered.
 	PingsSent, PongsReceived uint64
+	// UnconfirmedCloses: graceful closes (Close) that the peer did not
+	// confirm by closing its side in turn within half a second of our FIN,
+	// cleanly: it closed first, reset the connection, never answered, or
+	// the flush failed. A Node or Go Sockhop peer closes its side as soon
+	// as it has read ours, so after a confirmed close the peer has read
+	// every byte we wrote; after an unconfirmed one it may not have. Only a
+	// reply to a Request says that the peer also handled a message.
+	UnconfirmedCloses uint64
 	// HookEventsDropped: error reports (OnError) dropped because more than
 	// a thousand hooks were waiting to run.
 	HookEventsDropped uint64
@@ -99,6 +107,7 @@ func (s *Stats) add(o Stats) {
 	s.PingsSent += o.PingsSent
 	s.PongsReceived += o.PongsReceived
 	s.HookEventsDropped += o.HookEventsDropped
+	s.UnconfirmedCloses += o.UnconfirmedCloses
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
 	s.Unsent += o.Unsent
@@ -113,6 +122,7 @@ type connStats struct {
 	unanswered, lateReplies       atomic.Uint64
 	protoErrors, slowCuts, limits atomic.Uint64
 	guarded, unproven             atomic.Uint64
+	unconfirmed                   atomic.Uint64 // graceful closes the peer's FIN did not answer
 	proofNanos                    atomic.Int64
 	pingsSent, pongsIn            atomic.Uint64
 	unsent                        atomic.Uint64
@@ -143,6 +153,7 @@ func (c *conn) statsSnapshot() Stats {
 		PingsSent:                  st.pingsSent.Load(),
 		PongsReceived:              st.pongsIn.Load(),
 		Unsent:                     st.unsent.Load(),
+		UnconfirmedCloses:          st.unconfirmed.Load(),
 		Connections:                1,
 	}
 }

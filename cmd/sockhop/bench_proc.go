@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -41,7 +43,8 @@ func startBenchChild(ctx context.Context, b *bench) (*benchChild, error) {
 		args = append(args, "--queue", strconv.Itoa(b.sc.queue(&b.f)))
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Stderr = os.Stderr
+	errOut := &childStderr{w: os.Stderr}
+	cmd.Stderr = errOut
 	if ch.stdin, err = cmd.StdinPipe(); err != nil {
 		ch.cleanup()
 		return nil, err
@@ -78,10 +81,53 @@ func startBenchChild(ctx context.Context, b *bench) (*benchChild, error) {
 		err = ctx.Err()
 	}
 	if err != nil {
-		ch.stop()
+		ch.stop() // waits for the child, and so for its stderr
+		if why := errOut.lastLine(); why != "" {
+			// The child's own one-line error says why (a busy --port).
+			return nil, fmt.Errorf("bench server did not start: %s", strings.TrimPrefix(why, "sockhop: "))
+		}
 		return nil, fmt.Errorf("bench server did not start: %w", err)
 	}
+	errOut.started()
 	return ch, nil
+}
+
+// childStderr holds what the bench server writes to stderr until it has
+// started, so that a failure to start is one line from us, and passes it
+// on afterwards.
+type childStderr struct {
+	mu      sync.Mutex
+	w       io.Writer
+	held    []byte
+	running bool
+}
+
+func (c *childStderr) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		return c.w.Write(p)
+	}
+	if len(c.held)+len(p) <= 64<<10 {
+		c.held = append(c.held, p...)
+	}
+	return len(p), nil
+}
+
+// started passes on what was held and everything after it.
+func (c *childStderr) started() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.running = true
+	_, _ = c.w.Write(c.held)
+	c.held = nil
+}
+
+func (c *childStderr) lastLine() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(c.held)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // stop closes the child's stdin, which ends it, and waits (killing it

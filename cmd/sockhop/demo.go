@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,15 +13,17 @@ import (
 )
 
 var demoUsage = usage{
-	synopsis: "sockhop demo",
+	synopsis: "sockhop demo [--json]",
 	about: `Starts a server on 127.0.0.1 (a free port) and six clients in this one
 process and shows each Sockhop feature working, one line per step: an object,
 a raw Buffer, a typed buffer in binary mode, remote callbacks both ways, a
 broadcast, sessions that must verify themselves, and a client in
 compatibility mode (Sockhop 1.x on the wire). A step says ok only once the
 receiving side has observed it; every wait is bounded (2 s), and a step that
-fails is named and makes the exit code 1.`,
+fails is named and makes the exit code 1. With --json each line is a JSON
+object: the server's address, each step, the summary.`,
 	examples: `sockhop demo
+sockhop demo --json | jq -r 'select(.event=="step") | .name'
 go run ./cmd/sockhop demo`,
 }
 
@@ -85,9 +88,32 @@ type step struct {
 	run  func(ctx context.Context) (string, error)
 }
 
+// demoLine is one line of demo --json: the server's address first, then
+// one per step, then the summary.
+type demoLine struct {
+	Event  string  `json:"event"` // listening, step, done
+	Addr   string  `json:"addr,omitempty"`
+	Step   int     `json:"step,omitempty"`
+	Of     int     `json:"of,omitempty"`
+	Name   string  `json:"name,omitempty"`
+	Detail string  `json:"detail,omitempty"`
+	OK     bool    `json:"ok,omitempty"`
+	Ms     float64 `json:"ms,omitempty"`
+}
+
 func runDemo(ctx context.Context, e *env, args []string) error {
-	if _, err := parseFlags(e, newFlagSet("demo"), demoUsage, args, 0); err != nil {
+	fs := newFlagSet("demo")
+	jsonOut := fs.Bool("json", false, "one JSON object per line: the server, each step, the summary")
+	if _, err := parseFlags(e, fs, demoUsage, args, 0); err != nil {
 		return err
+	}
+	emit := func(l demoLine, text string, a ...any) {
+		if *jsonOut {
+			b, _ := json.Marshal(l) // nothing in a line can fail to encode
+			fmt.Fprintf(e.stdout, "%s\n", b)
+			return
+		}
+		fmt.Fprintf(e.stdout, text, a...)
 	}
 	start := time.Now()
 	d := &demo{got: make(chan received, 8), asked: make(chan received, 8), dropped: make(chan drop, 8)}
@@ -95,7 +121,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer d.close()
-	fmt.Fprintf(e.stdout, "sockhop demo: server on %s; each session must send Verify within %s or be dropped\n", d.addr, verifyDeadline)
+	emit(demoLine{Event: "listening", Addr: d.addr},
+		"sockhop demo: server on %s; each session must send Verify within %s or be dropped\n", d.addr, verifyDeadline)
 	steps := []step{
 		{"object", d.object},
 		{"buffer", d.buffer},
@@ -110,10 +137,13 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("demo step %d/%d (%s) failed: %w", i+1, len(steps), st.name, err)
 		}
-		fmt.Fprintf(e.stdout, "step %d/%d %-16s %s: ok\n", i+1, len(steps), st.name+":", detail)
+		emit(demoLine{Event: "step", Step: i + 1, Of: len(steps), Name: st.name, Detail: detail, OK: true},
+			"step %d/%d %-16s %s: ok\n", i+1, len(steps), st.name+":", detail)
 	}
 	d.close()
-	fmt.Fprintf(e.stdout, "all %d steps observed and everything closed in %s\n", len(steps), time.Since(start).Round(time.Millisecond))
+	took := time.Since(start)
+	emit(demoLine{Event: "done", Of: len(steps), OK: true, Ms: float64(took.Microseconds()) / 1000},
+		"all %d steps observed and everything closed in %s\n", len(steps), took.Round(time.Millisecond))
 	return nil
 }
 

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	sockhop "github.com/sockhop/sockhop-go"
 )
@@ -38,12 +40,45 @@ func parseFlags(e *env, fs *flag.FlagSet, u usage, args []string, maxPos int) ([
 		return nil, errHelpShown
 	}
 	if err != nil {
+		if hint := durationHint(fs, args); hint != "" {
+			return nil, usageErrorf("%s: %s", fs.Name(), hint)
+		}
 		return nil, usageErrorf("%s: %v (run 'sockhop %s --help')", fs.Name(), err, fs.Name())
 	}
 	if len(pos) > maxPos {
 		return nil, usageErrorf("%s: unexpected argument %q (run 'sockhop %s --help')", fs.Name(), pos[maxPos], fs.Name())
 	}
 	return pos, nil
+}
+
+// durationHint explains a duration flag given a bare number (--timeout 5),
+// which the flag package reports only as a parse error.
+func durationHint(fs *flag.FlagSet, args []string) string {
+	for i, a := range args {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || a == "--" {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		if g, ok := f.Value.(flag.Getter); !ok {
+			continue
+		} else if _, isDur := g.Get().(time.Duration); !isDur {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				continue
+			}
+			value = args[i+1]
+		}
+		if _, err := strconv.ParseFloat(value, 64); err == nil {
+			return fmt.Sprintf("--%s %s: a duration needs a unit, e.g. %ss or %sms", name, value, value, value)
+		}
+	}
+	return ""
 }
 
 // parseInterspersed lets flags follow positional arguments, as in
@@ -93,17 +128,39 @@ func printUsage(w io.Writer, fs *flag.FlagSet, u usage) {
 
 // connFlags are the flags of every command that opens a connection.
 type connFlags struct {
-	addr     string
-	unix     string
-	compat   bool
-	noBinary bool
+	addr       string
+	unix       string
+	compat     bool
+	noBinary   bool
+	maxMessage int
 }
 
 func (f *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", sockhop.DefaultAddr, "TCP address `HOST:PORT` (serve: port 0 picks a free port)")
+	addrHelp := "the server's TCP address `HOST:PORT`; $SOCKHOP_ADDR sets the default"
+	if fs.Name() == "serve" {
+		addrHelp = "TCP address `HOST:PORT` to listen on (port 0 picks a free one); $SOCKHOP_ADDR sets the default"
+	}
+	fs.StringVar(&f.addr, "addr", defaultAddr(), addrHelp)
 	fs.StringVar(&f.unix, "unix", "", "Unix socket `PATH`, instead of --addr")
+	if fs.Name() == "serve" {
+		fs.Lookup("unix").Usage = "listen on Unix socket `PATH`, instead of --addr"
+	}
 	fs.BoolVar(&f.compat, "compat", false, "compatibility mode: act like Sockhop 1.x (no handshake, JSON only)")
 	fs.BoolVar(&f.noBinary, "no-binary", false, "never request or grant binary mode (JSON lines only)")
+	peer := "the server"
+	if fs.Name() == "serve" {
+		peer = "a client"
+	}
+	fs.IntVar(&f.maxMessage, "max-message", sockhop.DefaultMaxMessageSize, "largest message accepted from "+peer+", in `BYTES` (a JSON line or a frame's data; a handshake line takes about 160); a bigger one closes the connection")
+}
+
+// defaultAddr is $SOCKHOP_ADDR when set, so that a shell session can name
+// its server once.
+func defaultAddr() string {
+	if a := os.Getenv("SOCKHOP_ADDR"); a != "" {
+		return a
+	}
+	return sockhop.DefaultAddr
 }
 
 // check rejects --addr together with --unix: one of them would be ignored.
@@ -113,11 +170,14 @@ func (f *connFlags) check(fs *flag.FlagSet) error {
 	if addrSet && f.unix != "" {
 		return usageErrorf("%s: --addr and --unix exclude each other", fs.Name())
 	}
+	if f.maxMessage <= 0 {
+		return usageErrorf("%s: --max-message must be a positive number of bytes", fs.Name())
+	}
 	return nil
 }
 
 func (f *connFlags) connOptions() sockhop.ConnOptions {
-	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary}
+	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary, MaxMessageSize: f.maxMessage}
 }
 
 // where names the address for messages.
@@ -159,9 +219,10 @@ func (f *serverTLSFlags) config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// clientTLSFlags turn TLS on for send.
+// clientTLSFlags turn TLS on for send and sub.
 type clientTLSFlags struct {
-	on            bool
+	cmd           string // names the command in usage errors
+	on, insecure  bool
 	ca, cert, key string
 }
 
@@ -170,13 +231,14 @@ func (f *clientTLSFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "tls-ca", "", "trust the server certificate's PEM CA `FILE`")
 	fs.StringVar(&f.cert, "tls-cert", "", "present this PEM client certificate `FILE` (needs --tls-key)")
 	fs.StringVar(&f.key, "tls-key", "", "PEM private key `FILE` of --tls-cert")
+	fs.BoolVar(&f.insecure, "tls-insecure", false, "do not verify the server's certificate (for testing: anyone in the middle can read and change the traffic)")
 }
 
 func (f *clientTLSFlags) config() (*tls.Config, error) {
-	if !f.on && f.ca == "" && f.cert == "" && f.key == "" {
+	if !f.on && !f.insecure && f.ca == "" && f.cert == "" && f.key == "" {
 		return nil, nil
 	}
-	return withClientCerts("send", &tls.Config{MinVersion: tls.VersionTLS12}, f.ca, f.cert, f.key)
+	return withClientCerts(f.cmd, &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.insecure}, f.ca, f.cert, f.key)
 }
 
 // withClientCerts adds the CA file (trusted roots) and the client

@@ -3,7 +3,9 @@
 //	sockhop demo     show every Sockhop feature working, in one process
 //	sockhop serve    run a server that reports every event (and can echo)
 //	sockhop send     send one message, or one per stdin line, to a server
+//	sockhop sub      print what a server pushes, and answer its requests
 //	sockhop sniff    relay between a client and a server, decoding both directions
+//	sockhop replay   replay a recorded conversation against a server
 //	sockhop probe    tell what listens at an address
 //	sockhop bench    measure throughput, latency and memory
 //
@@ -14,6 +16,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,8 +50,10 @@ func commands() []command {
 		{"demo", "run a server and clients in one process and show each Sockhop feature working", runDemo},
 		{"serve", "run a server that reports every event, one line each (JSON with --json)", runServe},
 		{"send", "connect to a server and send DATA, or each line of stdin, as messages", runSend},
+		{"sub", "connect to a server and print every message it pushes as JSON lines (--echo answers requests)", runSub},
 		{"bench", "measure throughput, latency and memory against a server in a child process", runBench},
 		{"sniff", "relay between a client and a server, printing every message of both directions decoded", runSniff},
+		{"replay", "play the client side of a recorded conversation (sniff --record) against a server and compare its answers", runReplay},
 		{"probe", "tell what listens at an address: Sockhop 2.x, 1.x or compatibility mode, or not Sockhop", runProbe},
 		{"version", "print the version of sockhop and of the protocol it speaks", runVersion},
 		{"help", "show help for sockhop or one of its commands", runHelp},
@@ -69,8 +74,11 @@ func run(args []string, e *env) int {
 		return fail(e, usageErrorf("no command given; run 'sockhop help' (commands: %s)", strings.Join(names, ", ")))
 	}
 	name := args[0]
-	if name == "-h" || name == "-help" || name == "--help" {
+	switch name {
+	case "-h", "-help", "--help":
 		name = "help"
+	case "-version", "--version":
+		name = "version"
 	}
 	var cmd *command
 	for _, c := range commands() {
@@ -107,7 +115,7 @@ func fail(e *env, err error) int {
 func oneLine(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "sockhop: ", "")
 	msg = strings.Join(strings.Fields(msg), " ")
-	return "sockhop: " + msg
+	return "sockhop: " + terminalSafe(msg)
 }
 
 // usageError is a mistake in the command line (exit code 2).
@@ -159,12 +167,18 @@ func runHelp(ctx context.Context, e *env, args []string) error {
 func runVersion(_ context.Context, e *env, args []string) error {
 	fs := newFlagSet("version")
 	u := usage{
-		synopsis: "sockhop version",
+		synopsis: "sockhop version [--json]",
 		about:    "Prints the library version (sent to peers in the handshake) and the Go version.",
-		examples: "sockhop version",
+		examples: "sockhop version\nsockhop --version",
 	}
+	jsonOut := fs.Bool("json", false, `one JSON object: {"version":...,"protocol":2,"go":...}`)
 	if _, err := parseFlags(e, fs, u, args, 0); err != nil {
 		return err
+	}
+	if *jsonOut {
+		b, _ := json.Marshal(map[string]any{"version": sockhop.Version, "protocol": 2, "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH})
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "sockhop %s (protocol 2, compatible with Sockhop 1.x; %s %s/%s)\n",
 		sockhop.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)

@@ -136,7 +136,7 @@ func runProbe(ctx context.Context, e *env, args []string) error {
 		line, _ := json.Marshal(res) // nothing in a result can fail to encode
 		_, _ = e.stdout.Write(append(line, '\n'))
 	} else if err == nil {
-		_, _ = io.WriteString(e.stdout, res.readable())
+		_, _ = io.WriteString(e.stdout, terminalSafeLines(res.readable()))
 	}
 	return err
 }
@@ -210,7 +210,26 @@ func probe(ctx context.Context, t probeTarget, timeout time.Duration, pings int)
 	defer stop()
 	p.run(pings)
 	p.close(res.Kind != kindNotSockhop)
+	if t.tls != nil && p.received == 0 && rejectsCertificate(p.readErr) {
+		// TLS 1.3 finishes the client's side of the handshake before the
+		// server checks our certificate: its refusal comes as an alert on
+		// the first read, not from the handshake.
+		err := fmt.Errorf("the TLS server at %s needs a client certificate it accepts (give --tls-cert and --tls-key): %w", t.where(), p.readErr)
+		res.Kind, res.Error, res.Notes = kindUnreachable, oneLine(err), nil
+		return res, err
+	}
 	return res, nil
+}
+
+// rejectsCertificate tells a TLS alert refusing our client certificate, or
+// its absence.
+func rejectsCertificate(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "tls: certificate required") || strings.Contains(msg, "tls: bad certificate") ||
+		strings.Contains(msg, "tls: unknown certificate authority")
 }
 
 func probeDial(ctx context.Context, t probeTarget, timeout time.Duration) (net.Conn, error) {
@@ -518,6 +537,10 @@ func (p *prober) classify() {
 	}
 	if r.Kind == kindNotSockhop && p.notSockhop == "" {
 		switch {
+		case closedByPeer(p.readErr) && p.received == 0 && !strings.HasPrefix(r.Transport, "tls"):
+			// A TLS server closes on our handshake line, which is not a
+			// TLS record.
+			p.note("it closed the connection without answering our handshake or a ping (is it a TLS server? try --tls)")
 		case closedByPeer(p.readErr) && p.received == 0:
 			p.note("it closed the connection without answering our handshake or a ping")
 		case errors.Is(p.readErr, os.ErrDeadlineExceeded) && p.received == 0:

@@ -42,7 +42,7 @@ func (r *reporter) emit(ev event) {
 	if r.json {
 		line, _ = json.Marshal(ev) // nothing in an event can fail to encode
 	} else {
-		line = []byte(readable(&ev))
+		line = []byte(terminalSafe(readable(&ev)))
 	}
 	line = append(line, '\n')
 	r.mu.Lock()

@@ -10,7 +10,7 @@ import (
 )
 
 var serveUsage = usage{
-	synopsis: "sockhop serve [--addr HOST:PORT | --unix PATH] [--compat] [--no-binary] [--echo] [--json]\n" +
+	synopsis: "sockhop serve [--addr HOST:PORT | --unix PATH] [--compat] [--no-binary] [--echo] [--json] [--max-message BYTES]\n" +
 		"              [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]",
 	about: `Runs a Sockhop server and reports every event, one line each: listening,
 connect, handshake, binary (a direction switching to binary mode later),

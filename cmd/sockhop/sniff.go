@@ -24,7 +24,7 @@ import (
 var sniffUsage = usage{
 	synopsis: "sockhop sniff --listen HOST:PORT | --listen-unix PATH  --upstream HOST:PORT | --upstream-unix PATH\n" +
 		"              [--json] [--split N] [--coalesce DURATION] [--delay DURATION] [--cut-after BYTES]\n" +
-		"              [--max-message BYTES] [--preview BYTES] [--terminator TEXT]",
+		"              [--max-message BYTES] [--preview BYTES] [--terminator TEXT] [--record FILE]",
 	about: `Relays connections between Sockhop clients and a server, forwarding the bytes
 unchanged in both directions, and prints every message of both directions
 decoded: connection number, direction (c2s: client to server, s2c: server to
@@ -43,29 +43,45 @@ directions): --split N writes each read as N-byte writes; --coalesce D
 collects what arrives within D after a read and forwards it as one write
 (what loses frames in a Node receiver, PROTOCOL.md 14.1); --delay D waits D
 before forwarding each read; --cut-after BYTES closes the connection (both
-directions, FIN) once BYTES bytes were forwarded in total, both directions
-together.
+directions) once BYTES bytes were forwarded in total, both directions
+together: with a FIN, or, towards a TCP sender whose bytes past the budget
+were dropped, with a reset, as a kernel closing a socket with unread bytes
+does.
 
-With --json, or when stdout is not a terminal, each line is a JSON object:
-  {"event":"listening","addr":"127.0.0.1:50001","upstream":"127.0.0.1:50000"}
-  {"event":"open","conn":1,"remote":"127.0.0.1:53412","upstream":"127.0.0.1:50000"}
-  {"event":"message","conn":1,"dir":"c2s","mode":"binary","kind":"request",
+With --json, or when stdout is not a terminal, each line is a JSON object;
+t_ms is the time in ms since sniff started (for a message, when its last
+byte was forwarded); readable lines start with the time of day instead:
+  {"event":"listening","t_ms":0,"addr":"127.0.0.1:50001","upstream":"127.0.0.1:50000"}
+  {"event":"open","t_ms":812.5,"conn":1,"remote":"127.0.0.1:53412","upstream":"127.0.0.1:50000"}
+  {"event":"message","t_ms":813.1,"conn":1,"dir":"c2s","mode":"binary","kind":"request",
    "type":"Widget","id":"...","size":78,"data_size":26,"data":{"id":7,"name":"sprocket"}}
-  {"event":"undecodable","conn":1,"dir":"c2s","mode":"json","size":6,"hex":"68656c6c6f0a","error":"..."}
-  {"event":"stopped","conn":1,"dir":"s2c","mode":"binary","hex":"...","error":"..."}
-  {"event":"close","conn":1,"dir":"c2s","bytes":1234,"reason":"eof"}
+  {"event":"undecodable","t_ms":820,"conn":1,"dir":"c2s","mode":"json","size":6,"hex":"68656c6c6f0a","error":"..."}
+  {"event":"stopped","t_ms":830,"conn":1,"dir":"s2c","mode":"binary","hex":"...","error":"..."}
+  {"event":"warning","t_ms":813.2,"conn":1,"dir":"s2c","warning":"..."}
+  {"event":"close","t_ms":900,"conn":1,"dir":"c2s","bytes":1234,"reason":"eof"}
+Warnings name the two failures of the switch to binary mode (PROTOCOL.md
+14.1): a transition line forwarded in one write with the bytes after it to
+a peer that announced a Node library version (it loses those frames), and
+JSON following a transition line in the same direction.
 Protocol messages carry "protocol": handshake, handshake-reply, transition,
 ping or pong. Data longer than --preview is cut ("data_prefix" and
 "truncated"); bytes are shown as base64. SIGINT or SIGTERM closes every
 connection and exits 0.
 
 JSON lines are split on "\n" unless --terminator names the peers' own
-terminator (the reference's terminator option; one for both directions).`,
+terminator (the reference's terminator option; one for both directions).
+
+--record FILE writes every forwarded read of every connection, with its
+time, to FILE when sniff stops, in the transcript format of the protocol's
+test vectors (shared/vectors/transcripts: "chunks" with conn, dir, t_ms and
+hex or eof, and "streams"; no masks or decoded messages). sockhop replay
+plays its client side against a server. At most 64 MiB are recorded.`,
 	examples: `sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000
 sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --json | jq 'select(.event=="message")'
 sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --coalesce 20ms   # provoke PROTOCOL.md 14.1
 sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --split 1 --delay 1ms
-sockhop sniff --listen-unix /tmp/sniff.sock --upstream-unix /tmp/sockhop.sock --cut-after 400`,
+sockhop sniff --listen-unix /tmp/sniff.sock --upstream-unix /tmp/sockhop.sock --cut-after 400
+sockhop sniff --listen 127.0.0.1:50001 --upstream 127.0.0.1:50000 --record session.json`,
 }
 
 // Limits of the sniffer itself.
@@ -109,6 +125,7 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&c.maxMessage, "max-message", wire.DefaultMaxMessage, "largest message decoded, in `BYTES`; a bigger one stops decoding its direction")
 	fs.IntVar(&c.preview, "preview", 256, "show at most `BYTES` of each message's data")
 	term := fs.String("terminator", `\n`, "JSON-mode line terminator `TEXT`, with Go escapes such as \\x00 or \\r\\n")
+	record := fs.String("record", "", "write the conversation to `FILE` when sniff stops, as a transcript (shared/vectors format) for sockhop replay")
 	if _, err := parseFlags(e, fs, sniffUsage, args, 0); err != nil {
 		return err
 	}
@@ -135,7 +152,11 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout)}, relays: map[*relay]bool{}}
+	start := time.Now()
+	s := &sniffer{cfg: &c, rep: &sniffReporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout), start: start}, relays: map[*relay]bool{}}
+	if *record != "" {
+		s.rec = newRecorder(*record, start)
+	}
 	ev := sniffEvent{Event: "listening", Upstream: c.upstreamName()}
 	if c.listenUnix != "" {
 		ev.Unix = c.listenUnix
@@ -169,6 +190,9 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 	case <-done:
 	case <-t.C:
 	}
+	if s.rec != nil {
+		return s.rec.write(fmt.Sprintf("recorded by sockhop sniff between clients of %s and %s", ev.Addr+ev.Unix, c.upstreamName()))
+	}
 	return nil
 }
 
@@ -176,6 +200,7 @@ func runSniff(ctx context.Context, e *env, args []string) error {
 type sniffer struct {
 	cfg *sniffConfig
 	rep *sniffReporter
+	rec *recorder // --record, or nil
 
 	mu      sync.Mutex
 	relays  map[*relay]bool
@@ -202,7 +227,7 @@ func (s *sniffer) acceptLoop(ctx context.Context, ln net.Listener) {
 			return
 		}
 		s.next++
-		r := &relay{s: s, n: s.next, client: nc, done: make(chan struct{})}
+		r := &relay{s: s, n: s.next, client: nc, done: make(chan struct{}), versions: map[string]string{}}
 		r.order.init()
 		s.relays[r] = true
 		s.wg.Add(1)
@@ -230,8 +255,9 @@ type relay struct {
 	done      chan struct{}
 	closed    bool
 
-	hsMu  sync.Mutex
-	hsIDs []string // ids of handshakes seen, to name their replies
+	hsMu     sync.Mutex
+	hsIDs    []string          // ids of handshakes seen, to name their replies
+	versions map[string]string // library_version announced by the sender of each direction
 
 	order order
 }
@@ -310,6 +336,17 @@ func (r *relay) pump(dir string, src, dst net.Conn, f *feed) {
 	buf := make([]byte, 32<<10)
 	var batch []byte
 	var total int64
+	// endFeed ends the decoder's copy, and the recording, of this direction.
+	endFeed := func(err error) {
+		f.close(total, err)
+		if r.s.rec != nil {
+			reason := ""
+			if !errors.Is(err, io.EOF) {
+				reason = err.Error()
+			}
+			r.s.rec.end(r.n, dir, reason)
+		}
+	}
 	for {
 		data, err := r.read(src, buf, &batch)
 		if len(data) > 0 {
@@ -322,34 +359,47 @@ func (r *relay) pump(dir string, src, dst net.Conn, f *feed) {
 				}
 			}
 			allowed, cut := r.take(len(data))
+			if allowed < len(data) {
+				// The cut drops bytes the sender saw accepted. A kernel
+				// closing a socket with unread bytes resets it; do the same,
+				// so that the sender learns of the loss as it would from a
+				// real cut, instead of seeing a clean FIN.
+				resetOnClose(src)
+			}
 			data = data[:allowed]
 			f.write(data) // before forwarding: the decoder sees a message before its answer
+			if r.s.rec != nil && r.s.rec.add(r.n, dir, data) {
+				r.s.rep.emit(&sniffEvent{Event: "error", Conn: r.n, Error: fmt.Sprintf("sockhop: --record holds %d MiB; the rest is not recorded", recordMax>>20)})
+			}
 			werr := r.forward(dst, data)
 			total += int64(len(data))
 			if cut {
 				r.abort(fmt.Sprintf("cut after %d bytes (--cut-after)", cfg.cutAfter))
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 				return
 			}
 			if werr != nil {
 				r.abort(fmt.Sprintf("%s write failed: %v", dir, werr))
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 				return
 			}
 		}
 		if err != nil {
 			switch {
 			case errors.Is(err, io.EOF):
+				// Recorded before it is passed on, so that the peer's
+				// answer to it (its own FIN) comes after it in the
+				// transcript and the decoder's order.
+				endFeed(io.EOF)
 				// Pass the half-close on: the other direction may still run.
 				if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 					_ = cw.CloseWrite()
 				}
-				f.close(total, io.EOF)
 			case r.closeReason() != "":
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 			default:
 				r.abort(fmt.Sprintf("%s read failed: %v", dir, err))
-				f.close(total, errors.New(r.closeReason()))
+				endFeed(errors.New(r.closeReason()))
 			}
 			return
 		}
@@ -399,6 +449,14 @@ func (r *relay) take(n int) (allowed int, cut bool) {
 	return allowed, r.forwarded >= limit
 }
 
+// resetOnClose makes the coming Close of a TCP connection send a reset
+// (SO_LINGER 0) instead of a FIN. Unix sockets have no such thing.
+func resetOnClose(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+}
+
 // forward writes data to dst, in --split pieces.
 func (r *relay) forward(dst net.Conn, data []byte) error {
 	step := r.s.cfg.split
@@ -424,19 +482,42 @@ func (r *relay) decode(dir string, f *feed) {
 	tr := &trackingReader{f: f}
 	dec := wire.NewDecoder(tr, cfg.term, cfg.maxMessage)
 	var last int64 // stream offset where the next message starts
+	afterTransition := false
 	for {
 		mode := modeName(dec.Binary())
 		m, err := dec.Next()
 		end := tr.total - int64(dec.Buffered())
+		if afterTransition {
+			afterTransition = false
+			if raw := tr.bytes(last, min(tr.total, last+2)); string(raw) == `{"` {
+				c := tr.chunkAt(last + 1)
+				o.emit(self, c.seq, func() {
+					r.s.rep.emit(&sniffEvent{Event: "warning", Conn: r.n, Dir: dir, at: c.at,
+						Warning: "JSON follows this direction's transition line: the sender wrote JSON after switching to binary mode, and the receiver reads it as a frame (PROTOCOL.md 14.1, 5.5)"})
+				})
+			}
+		}
 		var de *wire.DecodeError
 		var se *wire.SizeError
 		switch {
 		case err == nil:
-			o.emit(self, tr.seqAt(end), func() { r.report(dir, &m, end-last) })
+			c := tr.chunkAt(end)
+			var shared int64
+			if m.HasType && m.Type == wire.TypeTransition && !m.Binary {
+				afterTransition = true
+				shared = sharedWrite(c, end, cfg.split)
+			}
+			o.emit(self, c.seq, func() {
+				r.report(dir, &m, end-last, c.at)
+				if shared > 0 {
+					r.warnShared(dir, shared, c.at)
+				}
+			})
 		case errors.As(err, &de):
 			raw := tr.bytes(last, min(end, last+sniffHexBytes))
-			o.emit(self, tr.seqAt(end), func() {
-				r.s.rep.emit(&sniffEvent{Event: "undecodable", Conn: r.n, Dir: dir, Mode: mode, Size: end - last,
+			c := tr.chunkAt(end)
+			o.emit(self, c.seq, func() {
+				r.s.rep.emit(&sniffEvent{Event: "undecodable", at: c.at, Conn: r.n, Dir: dir, Mode: mode, Size: end - last,
 					Hex: hex.EncodeToString(raw), Truncated: end-last > int64(len(raw)), Error: oneLine(err)})
 			})
 		case errors.As(err, &se) || errors.Is(err, errFeedBacklog):
@@ -484,10 +565,45 @@ func modeName(binary bool) string {
 	return "json"
 }
 
-// report prints one decoded message.
-func (r *relay) report(dir string, m *wire.Message, size int64) {
+// sharedWrite returns how many bytes after stream offset end (where a
+// transition line ends) were forwarded in the same write as the line's last
+// byte: the whole chunk, or its --split piece.
+func sharedWrite(c chunk, end int64, split int) int64 {
+	wEnd := c.end
+	if split > 0 && end > c.start {
+		piece := (end - 1 - c.start) / int64(split)
+		wEnd = min(c.end, c.start+(piece+1)*int64(split))
+	}
+	return max(0, wEnd-end)
+}
+
+// warnShared reports a transition line forwarded in one write with the
+// bytes after it, when the receiver announced a Node library version: a
+// Node receiver loses frames that share a read with the line (PROTOCOL.md
+// 14.1). This library announces a version ending in "+go" and reads them.
+func (r *relay) warnShared(dir string, shared int64, at time.Time) {
+	r.hsMu.Lock()
+	v := r.versions[otherDir(dir)]
+	r.hsMu.Unlock()
+	if v == "" || strings.HasSuffix(v, "+go") {
+		return
+	}
+	r.s.rep.emit(&sniffEvent{Event: "warning", Conn: r.n, Dir: dir, at: at,
+		Warning: fmt.Sprintf("the transition line and the %d bytes after it went out in one write to a peer that announced library version %s (Node): a Node receiver loses the frames that share a read with the transition line (PROTOCOL.md 14.1)", shared, v)})
+}
+
+func otherDir(dir string) string {
+	if dir == "c2s" {
+		return "s2c"
+	}
+	return "c2s"
+}
+
+// report prints one decoded message; at is when its last byte was
+// forwarded.
+func (r *relay) report(dir string, m *wire.Message, size int64, at time.Time) {
 	cfg := r.s.cfg
-	ev := sniffEvent{Event: "message", Conn: r.n, Dir: dir, Mode: modeName(m.Binary), Kind: m.Kind.String(), ID: m.ID, Size: size}
+	ev := sniffEvent{Event: "message", Conn: r.n, Dir: dir, Mode: modeName(m.Binary), Kind: m.Kind.String(), ID: m.ID, Size: size, at: at}
 	if m.HasType {
 		t := m.Type
 		ev.Type = &t
@@ -511,6 +627,7 @@ func (r *relay) report(dir string, m *wire.Message, size int64) {
 			if len(r.hsIDs) < 16 {
 				r.hsIDs = append(r.hsIDs, m.ID)
 			}
+			r.versions[dir] = fields.LibraryVersion
 			r.hsMu.Unlock()
 		}
 	case m.Type == wire.TypeTransition:
@@ -578,6 +695,7 @@ func (r *relay) isHandshakeReply(m *wire.Message) bool {
 // order.
 type sniffEvent struct {
 	Event    string  `json:"event"`
+	TMs      float64 `json:"t_ms"` // ms since sniff started; for a message, when its last byte was forwarded
 	Conn     uint64  `json:"conn,omitempty"`
 	Dir      string  `json:"dir,omitempty"`
 	Addr     string  `json:"addr,omitempty"`
@@ -604,24 +722,31 @@ type sniffEvent struct {
 	Bytes          *int64          `json:"bytes,omitempty"`
 	Reason         string          `json:"reason,omitempty"`
 	Error          string          `json:"error,omitempty"`
+	Warning        string          `json:"warning,omitempty"`
 
-	raw []byte // readable output: the first bytes of binary data
+	raw []byte    // readable output: the first bytes of binary data
+	at  time.Time // when it happened (zero: when it is printed)
 }
 
 // sniffReporter writes sniff's events one line each, as reporter does for
 // serve.
 type sniffReporter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	json bool
+	mu    sync.Mutex
+	w     io.Writer
+	json  bool
+	start time.Time // t_ms counts from here
 }
 
 func (r *sniffReporter) emit(ev *sniffEvent) {
+	if ev.at.IsZero() {
+		ev.at = time.Now()
+	}
+	ev.TMs = math.Round(float64(ev.at.Sub(r.start).Microseconds())) / 1000
 	var line []byte
 	if r.json {
 		line, _ = json.Marshal(ev) // nothing in an event can fail to encode
 	} else {
-		line = []byte(ev.readable())
+		line = []byte(ev.at.Format("15:04:05.000 ") + terminalSafe(ev.readable()))
 	}
 	line = append(line, '\n')
 	r.mu.Lock()
@@ -659,6 +784,8 @@ func (ev *sniffEvent) readable() string {
 		return fmt.Sprintf("%s%s %s; next bytes %s…", who, ev.Mode, ev.Error, ev.Hex)
 	case "error":
 		return who + "error: " + ev.Error
+	case "warning":
+		return who + "WARNING " + ev.Warning
 	case "message":
 		return who + ev.Mode + " " + ev.describe()
 	}
@@ -739,12 +866,16 @@ type feed struct {
 	over    bool // backlog exceeded
 	stopped bool // the decoder no longer reads: drop what comes
 	end     *feedEnd
+	off     int64 // stream offset of the next chunk
 }
 
-// chunk is one forwarded read and its number in the relay's order.
+// chunk is one forwarded read, its number in the relay's order, when it
+// was forwarded and where it starts in the direction's stream.
 type chunk struct {
-	b   []byte
-	seq uint64
+	b          []byte
+	seq        uint64
+	at         time.Time
+	start, end int64 // the whole forwarded read, however the decoder takes it
 }
 
 // feedEnd is how a direction ended: io.EOF for the peer's FIN, or a reason.
@@ -774,7 +905,8 @@ func (f *feed) write(b []byte) {
 		f.cond.Broadcast()
 		return
 	}
-	f.chunks = append(f.chunks, chunk{bytes.Clone(b), f.o.next(f.dir)})
+	f.chunks = append(f.chunks, chunk{bytes.Clone(b), f.o.next(f.dir), time.Now(), f.off, f.off + int64(len(b))})
+	f.off += int64(len(b))
 	f.queued += len(b)
 	f.cond.Broadcast()
 }
@@ -788,9 +920,9 @@ func (f *feed) close(total int64, err error) {
 	f.cond.Broadcast()
 }
 
-// read gives the decoder the next bytes and the number of their chunk,
-// waiting for them.
-func (f *feed) read(p []byte) (int, uint64, error) {
+// read gives the decoder the next bytes and their chunk (without its
+// bytes), waiting for them.
+func (f *feed) read(p []byte) (int, chunk, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(f.chunks) == 0 && f.end == nil && !f.over {
@@ -799,15 +931,15 @@ func (f *feed) read(p []byte) (int, uint64, error) {
 	}
 	switch {
 	case f.over:
-		return 0, 0, errFeedBacklog
+		return 0, chunk{}, errFeedBacklog
 	case len(f.chunks) == 0:
 		if errors.Is(f.end.err, io.EOF) {
-			return 0, 0, io.EOF
+			return 0, chunk{}, io.EOF
 		}
-		return 0, 0, f.end.err
+		return 0, chunk{}, f.end.err
 	}
 	c := &f.chunks[0]
-	n, seq := copy(p, c.b), c.seq
+	n, info := copy(p, c.b), chunk{seq: c.seq, at: c.at, start: c.start, end: c.end}
 	if n == len(c.b) {
 		f.chunks[0] = chunk{}
 		f.chunks = f.chunks[1:]
@@ -815,7 +947,7 @@ func (f *feed) read(p []byte) (int, uint64, error) {
 		c.b = c.b[n:]
 	}
 	f.queued -= n
-	return n, seq, nil
+	return n, info, nil
 }
 
 // stop drops what is queued and what comes later.
@@ -847,35 +979,38 @@ type trackingReader struct {
 	segs  []segment // which chunk the kept bytes came from
 }
 
-// segment says that the stream bytes up to end came from chunk seq.
+// segment says that the stream bytes up to end came from chunk c.
 type segment struct {
 	end int64
-	seq uint64
+	c   chunk
 }
 
 func (t *trackingReader) Read(p []byte) (int, error) {
-	n, seq, err := t.f.read(p)
+	n, c, err := t.f.read(p)
 	if n > 0 {
 		t.buf = append(t.buf, p[:n]...)
 		t.total += int64(n)
-		t.segs = append(t.segs, segment{t.total, seq})
+		t.segs = append(t.segs, segment{t.total, c})
 	}
 	return n, err
 }
 
-// seqAt returns the number of the chunk that brought the byte before
-// offset off: the last byte of a message ending there.
-func (t *trackingReader) seqAt(off int64) uint64 {
+// chunkAt returns the chunk that brought the byte before offset off: the
+// last byte of a message ending there.
+func (t *trackingReader) chunkAt(off int64) chunk {
 	for _, s := range t.segs {
 		if s.end >= off {
-			return s.seq
+			return s.c
 		}
 	}
 	if len(t.segs) > 0 {
-		return t.segs[len(t.segs)-1].seq
+		return t.segs[len(t.segs)-1].c
 	}
-	return 0
+	return chunk{}
 }
+
+// seqAt returns the number of chunkAt(off).
+func (t *trackingReader) seqAt(off int64) uint64 { return t.chunkAt(off).seq }
 
 // bytes returns the stream bytes [from, to), or nil if they are not kept.
 func (t *trackingReader) bytes(from, to int64) []byte {

@@ -537,6 +537,7 @@ func TestSniffReadable(t *testing.T) {
 	str := func(s string) *string { return &s }
 	n4, n26, total := 4, 26, int64(390)
 	b64 := "AAEC/w=="
+	at := time.Date(2026, 12, 3, 18, 30, 1, 123e6, time.Local)
 	for _, ev := range []sniffEvent{
 		{Event: "listening", Addr: "127.0.0.1:50001", Upstream: "127.0.0.1:50000"},
 		{Event: "open", Conn: 1, Remote: "127.0.0.1:40000", Upstream: "127.0.0.1:50000"},
@@ -548,21 +549,24 @@ func TestSniffReadable(t *testing.T) {
 		{Event: "message", Conn: 1, Dir: "s2c", Mode: "json", Kind: "plain", Type: str("SockhopPing"), Size: 149, Protocol: "ping", PingID: "abc"},
 		{Event: "message", Conn: 1, Dir: "s2c", Mode: "json", Kind: "plain", Size: 3, Data: json.RawMessage(`42`)},
 		{Event: "undecodable", Conn: 1, Dir: "c2s", Mode: "json", Size: 14, Hex: "68656c6c6f", Truncated: true, Error: "sockhop: JSON line does not parse"},
+		{Event: "warning", Conn: 1, Dir: "c2s", Warning: "JSON follows this direction's transition line"},
 		{Event: "close", Conn: 1, Dir: "c2s", Bytes: &total, Reason: "eof"},
 	} {
+		ev.at = at
 		r.emit(&ev)
 	}
-	want := `listening on 127.0.0.1:50001, relaying to 127.0.0.1:50000
-[1] open from 127.0.0.1:40000 to 127.0.0.1:50000
-[1] c2s json handshake v2.1.0 binary=true 158B id 01234567…
-[1] s2c json handshake reply binary=true 105B id 01234567…
-[1] c2s json transition -> binary 49B
-[1] c2s binary request Widget 78B id fedcba98… {"id":7,"name":"sprocket"}
-[1] c2s binary plain Tile 18B 4 bytes 000102ff
-[1] s2c json ping abc 149B
-[1] s2c json plain (no type) 3B 42
-[1] c2s json UNDECODABLE 14B 68656c6c6f…: sockhop: JSON line does not parse
-[1] c2s closed after 390 bytes (eof)
+	want := `18:30:01.123 listening on 127.0.0.1:50001, relaying to 127.0.0.1:50000
+18:30:01.123 [1] open from 127.0.0.1:40000 to 127.0.0.1:50000
+18:30:01.123 [1] c2s json handshake v2.1.0 binary=true 158B id 01234567…
+18:30:01.123 [1] s2c json handshake reply binary=true 105B id 01234567…
+18:30:01.123 [1] c2s json transition -> binary 49B
+18:30:01.123 [1] c2s binary request Widget 78B id fedcba98… {"id":7,"name":"sprocket"}
+18:30:01.123 [1] c2s binary plain Tile 18B 4 bytes 000102ff
+18:30:01.123 [1] s2c json ping abc 149B
+18:30:01.123 [1] s2c json plain (no type) 3B 42
+18:30:01.123 [1] c2s json UNDECODABLE 14B 68656c6c6f…: sockhop: JSON line does not parse
+18:30:01.123 [1] c2s WARNING JSON follows this direction's transition line
+18:30:01.123 [1] c2s closed after 390 bytes (eof)
 `
 	if buf.String() != want {
 		t.Errorf("readable output:\n%s\nwant:\n%s", buf.String(), want)
