@@ -177,7 +177,9 @@ func (f *connFlags) check(fs *flag.FlagSet) error {
 }
 
 func (f *connFlags) connOptions() sockhop.ConnOptions {
-	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary, MaxMessageSize: f.maxMessage}
+	// --max-message is about what the peer sends us; what we send is
+	// bounded by what a default peer accepts, whatever it is.
+	return sockhop.ConnOptions{CompatibilityMode: f.compat, NoBinary: f.noBinary, MaxMessageSize: f.maxMessage, MaxSendSize: sockhop.DefaultMaxMessageSize}
 }
 
 // where names the address for messages.

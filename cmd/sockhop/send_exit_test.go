@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,7 +118,7 @@ func TestMaxMessage(t *testing.T) {
 
 	p = startServe(t, "--addr", "127.0.0.1:0", "--echo")
 	r = sockhopRun(t, "", append([]string{"send", "--request", "--max-message", "200", big}, p.target...)...)
-	if r.code != 1 || !strings.Contains(r.stderr, "exceeds the 200-byte message limit") {
+	if r.code != 1 || !strings.Contains(r.stderr, "exceeds MaxMessageSize (200 bytes)") {
 		t.Errorf("reply over send's --max-message: exit %d, stderr %q; want 1 and the size named", r.code, r.stderr)
 	}
 	oneErrorLine(t, r)
@@ -169,4 +171,28 @@ func TestSendConnectTimeout(t *testing.T) {
 		t.Errorf("send to a listener that never completes a connect: exit %d, stderr %q; want 1 and --connect-timeout named", r.code, r.stderr)
 	}
 	oneErrorLine(t, r)
+}
+
+// TestSendFileOverLimit: a file larger than a default peer accepts is
+// refused before anything is written (exit 1, the limit named), and serve
+// receives nothing.
+func TestSendFileOverLimit(t *testing.T) {
+	p := startServe(t, "--addr", "127.0.0.1:0")
+	path := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(path, make([]byte, 5<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := sockhopRun(t, "", append([]string{"send", "--file", path}, p.target...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "MaxSendSize") {
+		t.Errorf("send --file of 5 MiB: exit %d, stderr %q; want 1 and the limit named", r.code, r.stderr)
+	}
+	oneErrorLine(t, r)
+	r = sockhopRun(t, "", append([]string{"send", `"after"`}, p.target...)...)
+	if r.code != 0 {
+		t.Fatalf("send after: exit %d, stderr %q", r.code, r.stderr)
+	}
+	p.waitFor(t, "the next message", map[string]any{"event": "receive", "type": "String"})
+	if n := p.count(map[string]any{"event": "receive"}); n != 1 {
+		t.Errorf("serve received %d messages, want only the small one", n)
+	}
 }
