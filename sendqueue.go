@@ -582,6 +582,15 @@ func (q *sendQueue) takeDirect() bool {
 func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// rest is the tail of the batch taken last (a direct write's, merged
+	// into one segment, is a batch of one): the messages of the segments
+	// before it were written; those ending in rest were not.
+	tail := make([]int32, len(rest))
+	if k, n := len(rest), len(q.flying); k <= n {
+		copy(tail, q.flying[n-k:])
+		q.flying = q.flying[:n-k]
+	}
+	q.written()
 	if q.aborted {
 		for i, b := range rest {
 			if owned[i] {
@@ -594,15 +603,6 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	for _, b := range rest {
 		q.addN(len(b))
 	}
-	// rest is the tail of the batch taken last (a direct write's, merged
-	// into one segment, is a batch of one): the messages of the segments
-	// before it were written; those ending in rest were not.
-	tail := make([]int32, len(rest))
-	if k, n := len(rest), len(q.flying); k <= n {
-		copy(tail, q.flying[n-k:])
-		q.flying = q.flying[:n-k]
-	}
-	q.written()
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
 	q.ready.apps = append(tail, q.ready.apps...)

@@ -100,7 +100,9 @@ func TestSendToServe(t *testing.T) {
 				t.Errorf("serve exit %d on SIGTERM", code)
 			}
 			for _, ev := range p.snapshot() {
-				if ev["event"] == "error" {
+				// An echo to a send that closed before reading it is
+				// reported as never written: true, and expected here.
+				if msg, _ := ev["error"].(string); ev["event"] == "error" && !strings.Contains(msg, "never written in full") {
 					t.Errorf("serve reported %v", ev)
 				}
 			}
