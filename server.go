@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -21,9 +19,13 @@ type ServerOptions struct {
 	// Addr is the TCP address to listen on (default "127.0.0.1:50000";
 	// port 0 picks a free port, see Server.Addr).
 	Addr string
-	// Path, when set, is a Unix socket path used instead of Addr. A stale
-	// socket file left by a dead server is replaced; a live one, or any
-	// other kind of file, makes Listen fail.
+	// Path, when set, is a Unix socket path used instead of Addr. A
+	// socket file is replaced only when a probe connection to it is
+	// refused (ECONNREFUSED: a dead server's file); a live server, a
+	// probe failing any other way (EACCES, a full backlog, a timeout) or
+	// any other kind of file makes Listen fail. A lock file, Path+".lock",
+	// is held while listening, so of servers starting on one path at once
+	// exactly one listens.
 	Path string
 	// SocketMode is the Unix socket file's mode (default 0600).
 	SocketMode os.FileMode
@@ -165,88 +167,6 @@ func (s *Server) listen() (net.Listener, error) {
 		return ln, nil
 	}
 	return listenUnix(s.o.Path, s.o.SocketMode)
-}
-
-// maxUnixPath is the longest socket path Linux accepts (sun_path is 108
-// bytes with its NUL).
-const maxUnixPath = 107
-
-func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if len(path) > maxUnixPath {
-		return nil, newError(CodeBadOption, fmt.Sprintf("unix socket path of %d bytes is longer than the %d the system allows; use a shorter path", len(path), maxUnixPath), nil)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, newError(CodeBadOption, fmt.Sprintf("%s exists and is not a socket; refusing to replace it", path), nil)
-		}
-		// A probe connection: a live server sees it as a short session.
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			_ = c.Close()
-			return nil, newError(CodeBadOption, fmt.Sprintf("%s is a live socket: another server listens on it", path), syscall.EADDRINUSE)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("sockhop: removing stale socket %s: %w", path, err)
-		}
-	}
-	// Bind in a private directory, set the mode, then move the socket into
-	// place: binding at the path directly would leave it open to anyone the
-	// umask allows until the chmod. (A path too long for the detour is bound
-	// directly.)
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".sockhop-")
-	if err != nil || len(filepath.Join(dir, "s")) > maxUnixPath {
-		if err == nil {
-			os.Remove(dir)
-		}
-		return bindUnix(path, path, mode)
-	}
-	defer os.Remove(dir)
-	return bindUnix(filepath.Join(dir, "s"), path, mode)
-}
-
-// bindUnix listens at tmp, sets mode and renames tmp to path.
-func bindUnix(tmp, path string, mode os.FileMode) (net.Listener, error) {
-	ln, err := net.Listen("unix", tmp)
-	if err != nil {
-		return nil, fmt.Errorf("sockhop: listen on %s: %w", path, err)
-	}
-	ul := ln.(*net.UnixListener)
-	ul.SetUnlinkOnClose(false) // it would unlink tmp; unixListener removes path
-	fail := func(what string, err error) (net.Listener, error) {
-		_ = ul.Close()
-		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("sockhop: %s %s: %w", what, path, err)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return fail("chmod", err)
-	}
-	if tmp != path {
-		if err := os.Rename(tmp, path); err != nil {
-			return fail("placing socket at", err)
-		}
-	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return fail("stat", err)
-	}
-	return &unixListener{UnixListener: ul, path: path, file: fi}, nil
-}
-
-// unixListener reports the socket's final path as its address and removes
-// the file on Close, unless another server has replaced it since.
-type unixListener struct {
-	*net.UnixListener
-	path string
-	file os.FileInfo
-}
-
-func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
-
-func (l *unixListener) Close() error {
-	err := l.UnixListener.Close()
-	if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.file) {
-		_ = os.Remove(l.path)
-	}
-	return err
 }
 
 // Addr returns the listening address, or nil before Listen.
