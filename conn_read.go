@@ -33,7 +33,7 @@ func (c *conn) readLoop() {
 				err = newError(CodeMessageTooLarge, fmt.Sprintf("peer %s disconnected", c.remote()), err)
 				c.reportError(err)
 			} else {
-				err = peerError(err)
+				err = peerError(c.tlsRejection(err))
 			}
 			c.close(err, false)
 			return
