@@ -20,7 +20,15 @@ func (c *conn) readLoop() {
 	defer c.endRead()
 	for {
 		m, err := c.dec.Next()
+		if m.Owned && m.Binary && c.bud != nil {
+			// A large frame's buffer (JSON-mode Buffers own buffers too,
+			// not reserved) stays charged, as the message's, for as long
+			// as the message is queued or handled (chargeMsg).
+			c.carried = len(m.Frame)
+			c.rxHeld.Add(-int64(c.carried))
+		}
 		if err != nil {
+			c.dropCarried()
 			var de *wire.DecodeError
 			if errors.As(err, &de) {
 				if !c.isDone() {
@@ -31,6 +39,8 @@ func (c *conn) readLoop() {
 			if errors.Is(err, wire.ErrMessageTooLarge) {
 				c.stats.limits.Add(1)
 				err = newError(CodeMessageTooLarge, fmt.Sprintf("peer %s disconnected", c.remote()), err)
+				c.reportError(err)
+			} else if errors.Is(err, ErrMemoryBudget) {
 				c.reportError(err)
 			} else {
 				err = peerError(c.tlsRejection(err))
@@ -44,6 +54,7 @@ func (c *conn) readLoop() {
 			if m.Type == wire.TypePong && m.HasType {
 				c.onPong(&m)
 			}
+			c.dropCarried()
 			continue
 		}
 		if m.Binary {
@@ -52,6 +63,7 @@ func (c *conn) readLoop() {
 			c.stats.jsonIn.Add(1)
 		}
 		c.handle(&m)
+		c.dropCarried()
 	}
 }
 
@@ -70,6 +82,7 @@ func (c *conn) onUndecodable(de *wire.DecodeError) {
 
 // endRead ends the reading: no message is queued after it.
 func (c *conn) endRead() {
+	c.dec.Release() // gives back the budget a partly received message held
 	c.inbox.close()
 	if !c.dispatching {
 		close(c.dispatchDone)
@@ -133,7 +146,12 @@ func (c *conn) queue(msg *Message) {
 		c.wg.Add(1) // before readDone is closed, so before the closer waits
 		go c.dispatchLoop()
 	}
-	c.inbox.push(msg, c.done)
+	if c.bud != nil && !c.chargeMsg(msg) {
+		return
+	}
+	if !c.inbox.push(msg, c.done) {
+		c.unchargeMsg(msg)
+	}
 }
 
 // dispatchLoop runs handlers: plain messages one after another in arrival
@@ -155,9 +173,23 @@ func (c *conn) dispatchLoop() {
 		}
 		if !m.IsRequest() {
 			c.run(c.ctx, m)
+			c.unchargeMsg(m)
 			continue
 		}
 		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
+		if c.handlerSlots != nil {
+			select {
+			case c.handlerSlots <- struct{}{}:
+			case <-c.ctx.Done():
+				// Closing: the slots may all be held by other sessions'
+				// handlers. Run it here (its ctx is cancelled), starting no
+				// goroutine, rather than wait for them.
+				c.run(c.ctx, m)
+				c.unchargeMsg(m)
+				<-c.reqSem
+				continue
+			}
+		}
 		c.startRequest(m)
 	}
 }
@@ -203,6 +235,10 @@ func (c *conn) worker(m *Message) {
 	defer c.workers.Done()
 	for {
 		c.run(c.ctx, m)
+		c.unchargeMsg(m)
+		if c.handlerSlots != nil {
+			<-c.handlerSlots
+		}
 		<-c.reqSem
 		if c.idle.Add(1) > maxIdleWorkers {
 			c.idle.Add(-1)
@@ -301,9 +337,15 @@ type socketReader struct{ c *conn }
 func (sr socketReader) Read(p []byte) (int, error) {
 	c := sr.c
 	c.flushForRead()
+	if c.bud != nil && c.rxHeld.Load() > 0 {
+		return c.readHolding(p)
+	}
 	idle := c.o.IdleTimeout
 	if idle > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+	} else if c.readDeadline {
+		_ = c.nc.SetReadDeadline(time.Time{})
+		c.readDeadline = false
 	}
 	n, err := c.nc.Read(p)
 	c.stats.bytesIn.Add(uint64(n))

@@ -73,6 +73,11 @@ type sendQueue struct {
 
 	// Counters read by the connection's Stats (under mu).
 	jsonOut, binOut uint64
+
+	// bud, on a server, is charged with the bytes queued; while it is
+	// short, application messages wait unless the queue is empty
+	// (budget.go).
+	bud *budget
 }
 
 // ctlHeadroom is how far control messages may take the queue past
@@ -222,11 +227,13 @@ func (q *sendQueue) check(m *wire.Message, typed bool) error {
 }
 
 // admit reports whether size more bytes may be queued for class; q.mu held.
-func (q *sendQueue) admit(size int, class msgClass) queueResult {
+// A broadcast (shared) does not wait for the memory budget: it never
+// waits, and a session refused for the budget would be cut.
+func (q *sendQueue) admit(size int, class msgClass, shared bool) queueResult {
 	switch {
 	case q.aborted || q.isDone || (q.closed && class == appMsg):
 		return refused
-	case q.n == 0 || q.n+size <= q.max:
+	case q.n == 0 || q.n+size <= q.max && (shared || class != appMsg || q.bud == nil || q.bud.fits(size)):
 		return queuedOK
 	case class == ctlMsg && q.n+size <= q.max+ctlHeadroom:
 		return queuedOK
@@ -332,7 +339,7 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 	if err := q.check(m, typed); err != nil {
 		return pushed{r: refused}, err
 	}
-	r := q.admit(encodedSize(m), class)
+	r := q.admit(encodedSize(m), class, false)
 	if r == noRoom && (tp == takeUnlessReaderBusy || tp == replyTake) && q.readerBusy.Load() {
 		// A reply from a handler on the reader never waits for room: the
 		// reader, stopped, could not read what the peer needs to read
@@ -362,7 +369,7 @@ func (q *sendQueue) pushShared(json, frame []byte, frameErr error) (pushed, erro
 		}
 		b = frame
 	}
-	if r := q.admit(len(b), appMsg); r != queuedOK {
+	if r := q.admit(len(b), appMsg, true); r != queuedOK {
 		return pushed{r: r}, nil
 	}
 	dst := &q.ready
@@ -597,6 +604,9 @@ func (q *sendQueue) checkFinished() {
 func (q *sendQueue) addN(d int) {
 	q.n += d
 	q.over.Store(q.n > q.max)
+	if q.bud != nil {
+		q.bud.charge(d)
+	}
 }
 
 // overLimit reports whether more than max bytes are queued or held (as of

@@ -36,6 +36,25 @@ type ServerOptions struct {
 	// MaxConnections bounds live sessions (default 65,536); connections
 	// over it are closed at once.
 	MaxConnections int
+	// MemoryBudget bounds the bytes the server buffers for all its peers
+	// together (default 256 MiB; negative: no budget): partly received
+	// messages, received messages until their handler returns, outbound
+	// queues. A large frame's buffer grows as its bytes arrive. While the
+	// budget is short, the connections holding the most wait (a reader
+	// that waits pushes back on its peer through TCP), each may go past it
+	// by one message each way, and a peer that holds budget without
+	// progress for MemoryBudgetStall is cut with ErrMemoryBudget. It must
+	// be at least twice MaxMessageSize. Stats report its use.
+	MemoryBudget int64
+	// MemoryBudgetStall is how long a peer may hold part of a short
+	// budget without progress before it is cut (default 10 s).
+	MemoryBudgetStall time.Duration
+	// MaxHandlers bounds request handlers running at once across all
+	// sessions (default 1,024; negative: no bound); further requests wait
+	// their turn, as with each session's MaxConcurrentRequests. A
+	// session's plain messages run one at a time on a goroutine of its own
+	// and do not count.
+	MaxHandlers int
 
 	ConnOptions
 
@@ -77,6 +96,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	hooks  hookRunner // OnError for errors of no session (the listener's)
+
+	bud          *budget       // nil: no MemoryBudget
+	handlerSlots chan struct{} // nil: no MaxHandlers
 }
 
 // NewServer returns a Server; nothing listens until Listen or Serve.
@@ -96,6 +118,9 @@ func NewServer(o ServerOptions) *Server {
 		s.o.MaxConnections = 65536
 	}
 	s.optErr = s.o.ConnOptions.setDefaults()
+	if s.optErr == nil {
+		s.optErr = s.budgetDefaults()
+	}
 	return s
 }
 
@@ -279,6 +304,7 @@ func (s *Server) startSession(nc net.Conn) {
 	}
 	log := s.o.Logger.With("session", sess.id, "peer", remote)
 	cn := newConn(nc, &s.o.ConnOptions, &s.reg, log, true)
+	cn.useBudget(s.bud, s.handlerSlots)
 	cn.sess = sess
 	sess.c = cn
 	cn.hooks = connHooks{
@@ -373,6 +399,10 @@ func (s *Server) Stats() Stats {
 		st.add(sess.Stats())
 	}
 	st.HookEventsDropped += s.hooks.droppedCount()
+	st.MemoryBudgetUsed, st.MemoryBudgetLimit = 0, 0
+	if s.bud != nil {
+		st.MemoryBudgetUsed, st.MemoryBudgetLimit = s.bud.used.Load(), s.bud.limit
+	}
 	return st
 }
 

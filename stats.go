@@ -60,6 +60,13 @@ type Stats struct {
 	// (ReconnectBufferSize) that were never sent: Close came first,
 	// reconnecting gave up, or the new connection refused them.
 	BufferDropped uint64
+
+	// MemoryBudgetUsed is the bytes a server holds of its MemoryBudget now
+	// (a snapshot; for a Session, what it holds), MemoryBudgetLimit the
+	// budget (0: none, as on a Client).
+	MemoryBudgetUsed, MemoryBudgetLimit int64
+	// MemoryBudgetCuts: connections cut with ErrMemoryBudget.
+	MemoryBudgetCuts uint64
 }
 
 // add adds o's counters to s (RequestsPending too).
@@ -83,6 +90,8 @@ func (s *Stats) add(o Stats) {
 	s.Connections += o.Connections
 	s.Reconnects += o.Reconnects
 	s.BufferDropped += o.BufferDropped
+	s.MemoryBudgetUsed += o.MemoryBudgetUsed
+	s.MemoryBudgetCuts += o.MemoryBudgetCuts
 }
 
 // connStats are one connection's live counters.
@@ -94,6 +103,7 @@ type connStats struct {
 	guarded, unproven             atomic.Uint64
 	proofNanos                    atomic.Int64
 	leftToWriter                  atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
+	budgetCuts                    atomic.Uint64
 }
 
 func (c *conn) statsSnapshot() Stats {
@@ -116,5 +126,7 @@ func (c *conn) statsSnapshot() Stats {
 		UnprovenTransitions:        st.unproven.Load(),
 		TransitionProof:            time.Duration(st.proofNanos.Load()),
 		Connections:                1,
+		MemoryBudgetUsed:           c.budgetHeld(),
+		MemoryBudgetCuts:           st.budgetCuts.Load(),
 	}
 }
