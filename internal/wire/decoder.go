@@ -315,13 +315,14 @@ func GrowStep(have, need int) int {
 	return size
 }
 
-// dropFrame lets go of a frame buffer that is not handed out.
+// dropFrame lets go of a frame buffer that is not handed out: one the
+// frame outgrew, or that of a frame never finished. It is left to the
+// collector rather than pooled (free): a pooled buffer is memory nobody
+// accounts for, and under a memory budget frames grow in steps all the
+// time, so the pool would hold a steady stock of them.
 func (d *Decoder) dropFrame(b []byte) {
 	if d.give != nil {
 		d.give(len(b))
-	}
-	if d.free != nil {
-		d.free(b)
 	}
 }
 
