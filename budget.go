@@ -225,7 +225,10 @@ func (c *conn) chargeMsg(m *Message) bool {
 		return true
 	}
 	size := msgSize(m)
-	ok, stalled := b.await(func() bool { return c.rxMsgBytes.Load() == 0 || b.fits(size) }, c.done, b.stall)
+	ok, stalled := true, false
+	if c.rxMsgBytes.Load() != 0 && !b.fits(size) { // no closure made on the common path
+		ok, stalled = b.await(func() bool { return c.rxMsgBytes.Load() == 0 || b.fits(size) }, c.done, b.stall)
+	}
 	if !ok {
 		if stalled {
 			// Its handlers hold budget and do not finish (one may wait for
