@@ -233,7 +233,7 @@ func (q *sendQueue) admit(size int, class msgClass, shared bool) queueResult {
 	switch {
 	case q.aborted || q.isDone || (q.closed && class == appMsg):
 		return refused
-	case q.n == 0 || q.n+size <= q.max && (shared || class != appMsg || q.bud == nil || q.bud.fits(size)):
+	case q.n == 0 || (q.n+size <= q.max && (shared || class != appMsg || q.bud == nil || q.bud.fits(size))):
 		return queuedOK
 	case class == ctlMsg && q.n+size <= q.max+ctlHeadroom:
 		return queuedOK
