@@ -62,8 +62,8 @@ type Stats struct {
 	BufferDropped uint64
 
 	// MemoryBudgetUsed is the bytes a server holds of its MemoryBudget now
-	// (a snapshot; for a Session, what it holds), MemoryBudgetLimit the
-	// budget (0: none, as on a Client).
+	// (a snapshot; for a Session, what that session holds; 0 on a Client),
+	// MemoryBudgetLimit the budget (Server.Stats only; 0: no budget).
 	MemoryBudgetUsed, MemoryBudgetLimit int64
 	// MemoryBudgetCuts: connections cut with ErrMemoryBudget.
 	MemoryBudgetCuts uint64
