@@ -246,6 +246,26 @@ func (c *conn) chargeMsg(m *Message) bool {
 	return true
 }
 
+// awaitOutbound holds the next handler back while the budget has no room
+// for another message and this connection's outbound queue is not empty:
+// a handler that answers (an echo to a peer that does not read) would
+// only make an answer that waits for room, memory nobody accounts for.
+// Its messages wait in the inbox instead, and the reader behind them
+// pauses. Called by the dispatcher; one atomic load while there is room.
+func (c *conn) awaitOutbound() {
+	b := c.bud
+	if b == nil || !c.noRoomForOne() {
+		return
+	}
+	b.await(func() bool { return !c.noRoomForOne() || c.q.queued() == 0 }, c.done, 0)
+}
+
+// noRoomForOne reports whether the budget lacks room for a message of the
+// largest size.
+func (c *conn) noRoomForOne() bool {
+	return c.bud.used.Load()+int64(c.o.MaxMessageSize) > c.bud.limit
+}
+
 // dropCarried releases the charge of a frame just read that was not
 // queued for a handler (a reply, a protocol message, one handled inline).
 func (c *conn) dropCarried() {

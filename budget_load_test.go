@@ -65,18 +65,23 @@ func loadBudgetServer(t *testing.T, stall time.Duration) *Server {
 	return srv
 }
 
+// gcSlack is what the attack allocates and drops between the forced
+// collection and the reading of the heap (buffers a growing frame
+// outgrew), which the reading counts although it is garbage.
+const gcSlack = 8 << 20
+
 // budgetReport logs the figures and checks the heap bound: the budget
 // plus perConn bytes of fixed cost (session structs, idle buffers) per
-// connection.
+// connection, plus gcSlack.
 func budgetReport(t *testing.T, srv *Server, what string, base, peak int64, conns int, perConn int64) {
 	t.Helper()
 	st := srv.Stats()
 	grew := peak - base
-	allowed := int64(loadBudget) + int64(conns)*perConn
+	allowed := int64(loadBudget) + int64(conns)*perConn + gcSlack
 	t.Logf("%s: live heap grew %.1f MiB (budget %d MiB, allowed %.1f MiB), budget in use %.1f MiB, cuts %d",
 		what, float64(grew)/(1<<20), loadBudget>>20, float64(allowed)/(1<<20), float64(st.MemoryBudgetUsed)/(1<<20), st.MemoryBudgetCuts)
 	if grew > allowed {
-		t.Errorf("%s: the live heap grew %d bytes, more than the budget %d + %d per connection", what, grew, loadBudget, perConn)
+		t.Errorf("%s: the live heap grew %d bytes, more than the budget %d + %d per connection + %d", what, grew, loadBudget, perConn, gcSlack)
 	}
 }
 
@@ -132,8 +137,8 @@ func TestLoadBudgetHeldFrames(t *testing.T) {
 
 // TestLoadBudgetNonReadingEcho: 20 peers send 1 MiB messages to an echo
 // server and never read (590-669 MB before the budget, until
-// WriteTimeout). Beyond the budget each connection may hold one message
-// each way.
+// WriteTimeout). Beyond the budget each connection may hold about one
+// message (its first queued answer, the handler's encoding of one).
 func TestLoadBudgetNonReadingEcho(t *testing.T) {
 	srv := loadBudgetServer(t, 10*time.Second)
 	const peers, size = 20, 1 << 20
@@ -156,7 +161,7 @@ func TestLoadBudgetNonReadingEcho(t *testing.T) {
 		})
 	}
 	peak := holdAndMeasure(4 * time.Second)
-	budgetReport(t, srv, "20 non-reading echo peers", base, peak, peers, 2*(size+64<<10))
+	budgetReport(t, srv, "20 non-reading echo peers", base, peak, peers, size+64<<10)
 	healthyExchange(t, srv)
 	for _, nc := range conns {
 		nc.Close()

@@ -171,6 +171,7 @@ func (c *conn) dispatchLoop() {
 		if !ok {
 			return
 		}
+		c.awaitOutbound()
 		if !m.IsRequest() {
 			c.run(c.ctx, m)
 			c.unchargeMsg(m)

@@ -194,7 +194,9 @@ func (c *conn) writeLoop() {
 		if len(batch) == 0 {
 			return
 		}
-		if _, err := c.write(batch, false); err != nil {
+		_, err := c.write(batch, false)
+		c.q.finishWrite()
+		if err != nil {
 			c.writeFailed(err)
 			return
 		}
@@ -218,6 +220,7 @@ func (c *conn) writeOnce() {
 	}
 	rest, err := c.write(batch, true)
 	if err != nil {
+		c.q.finishWrite()
 		c.writeFailed(err)
 		return
 	}
@@ -231,6 +234,7 @@ func (c *conn) writeOnce() {
 		// GC takes those segments afterwards (they are not pooled again).
 		c.q.putBack(rest, make([]bool, len(rest)), transition)
 	}
+	c.q.finishWrite()
 	if c.q.giveBack() {
 		c.startWriter()
 	}

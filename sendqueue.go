@@ -74,10 +74,12 @@ type sendQueue struct {
 	// Counters read by the connection's Stats (under mu).
 	jsonOut, binOut uint64
 
-	// bud, on a server, is charged with the bytes queued; while it is
+	// bud, on a server, is charged with the bytes queued and those taken
+	// by the token holder until its write returns (flight); while it is
 	// short, application messages wait unless the queue is empty
 	// (budget.go).
-	bud *budget
+	bud    *budget
+	flight int
 }
 
 // ctlHeadroom is how far control messages may take the queue past
@@ -468,7 +470,11 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 		}
 		taken += len(seg)
 	}
-	q.addN(-taken)
+	// Out of the queue, but in memory until written: the budget's charge
+	// stays until finishWrite.
+	q.n -= taken
+	q.over.Store(q.n > q.max)
+	q.flight += taken
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
 	q.ready.list = q.ready.list[:rest]
@@ -522,8 +528,14 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	}
 	q.ready.seal()
 	for _, b := range rest {
-		q.addN(len(b))
+		// Back from the write that took it (still charged), or, from a
+		// direct write, new to the queue.
+		back := min(len(b), q.flight)
+		q.flight -= back
+		q.n += back
+		q.addN(len(b) - back)
 	}
+	q.over.Store(q.n > q.max)
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
 	if transition {
@@ -531,6 +543,20 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	} else if q.stopAt > 0 {
 		q.stopAt += len(rest)
 	}
+}
+
+// finishWrite releases the budget's charge of what the token holder took
+// and did not put back: written, or dropped with a failed write. The
+// holder calls it once its write has returned. Only the token's holder
+// touches flight (take and putBack are its calls too), and the token
+// passes under q.mu, so no lock is needed here.
+func (q *sendQueue) finishWrite() {
+	if q.bud == nil || q.flight == 0 {
+		return
+	}
+	n := q.flight
+	q.flight = 0
+	q.bud.charge(-n)
 }
 
 // giveBack returns the write token after a write; more reports that bytes
