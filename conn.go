@@ -59,6 +59,18 @@ type conn struct {
 
 	inbox  *inbox
 	reqSem chan struct{}
+	// handlerSlots is the server's bound on request handlers running at
+	// once (ServerOptions.MaxHandlers); nil on clients.
+	handlerSlots chan struct{}
+	// bud is the server's memory budget (budget.go); nil on clients. rxHeld
+	// is what the decoder holds of it for a partly received message,
+	// rxMsgBytes what received messages hold from their queueing until
+	// their handler returns. readDeadline: readHolding set a deadline.
+	bud          *budget
+	rxHeld       atomic.Int64
+	rxMsgBytes   atomic.Int64
+	readDeadline bool
+	carried      int // charged bytes of the frame just read (reader-owned)
 	workerPool
 	// inlineCtx is the ctx of handlers run on the reader (InlineHandlers):
 	// a Request on this connection with it fails at once.

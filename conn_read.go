@@ -21,7 +21,15 @@ func (c *conn) readLoop() {
 	defer c.endRead()
 	for {
 		m, err := c.dec.Next()
+		if m.Owned && m.Binary && c.bud != nil {
+			// A large frame's buffer (JSON-mode Buffers own buffers too,
+			// not reserved) stays charged, as the message's, for as long
+			// as the message is queued or handled (chargeMsg).
+			c.carried = len(m.Frame)
+			c.rxHeld.Add(-int64(c.carried))
+		}
 		if err != nil {
+			c.dropCarried()
 			var de *wire.DecodeError
 			if errors.As(err, &de) {
 				if !c.isDone() {
@@ -36,9 +44,11 @@ func (c *conn) readLoop() {
 				c.stats.limits.Add(1)
 				err = newError(CodeMessageTooLarge, fmt.Sprintf("peer %s disconnected", c.remote()), err)
 				c.reportError(err)
+			} else if errors.Is(err, ErrMemoryBudget) {
+				c.reportError(err)
 			} else {
 				c.peerEOF.Store(errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF))
-				err = peerError(err)
+				err = peerError(c.tlsRejection(err))
 			}
 			c.close(err, false)
 			return
@@ -52,6 +62,7 @@ func (c *conn) readLoop() {
 			if m.Type == wire.TypePong && m.HasType {
 				c.onPong(&m)
 			}
+			c.dropCarried()
 			continue
 		}
 		if m.Binary {
@@ -60,11 +71,13 @@ func (c *conn) readLoop() {
 			c.stats.jsonIn.Add(1)
 		}
 		c.handle(&m)
+		c.dropCarried()
 	}
 }
 
 // endRead ends the reading: no message is queued after it.
 func (c *conn) endRead() {
+	c.dec.Release() // gives back the budget a partly received message held
 	c.inbox.close()
 	if !c.dispatching {
 		close(c.dispatchDone)
@@ -134,7 +147,12 @@ func (c *conn) queue(msg *Message) {
 		c.wg.Add(1) // before readDone is closed, so before the closer waits
 		go c.dispatchLoop()
 	}
-	c.inbox.push(msg, c.done)
+	if c.bud != nil && !c.chargeMsg(msg) {
+		return
+	}
+	if !c.inbox.push(msg, c.done) {
+		c.unchargeMsg(msg)
+	}
 }
 
 // dispatchLoop runs handlers: plain messages one after another in arrival
@@ -154,11 +172,26 @@ func (c *conn) dispatchLoop() {
 		if !ok {
 			return
 		}
+		c.awaitOutbound()
 		if !m.IsRequest() {
 			c.run(c.ctx, m)
+			c.unchargeMsg(m)
 			continue
 		}
 		c.reqSem <- struct{}{} // frees up: handlers return once ctx is cancelled
+		if c.handlerSlots != nil {
+			select {
+			case c.handlerSlots <- struct{}{}:
+			case <-c.ctx.Done():
+				// Closing: the slots may all be held by other sessions'
+				// handlers. Run it here (its ctx is cancelled), starting no
+				// goroutine, rather than wait for them.
+				c.run(c.ctx, m)
+				c.unchargeMsg(m)
+				<-c.reqSem
+				continue
+			}
+		}
 		c.startRequest(m)
 	}
 }
@@ -204,6 +237,10 @@ func (c *conn) worker(m *Message) {
 	defer c.workers.Done()
 	for {
 		c.run(c.ctx, m)
+		c.unchargeMsg(m)
+		if c.handlerSlots != nil {
+			<-c.handlerSlots
+		}
 		<-c.reqSem
 		if c.idle.Add(1) > maxIdleWorkers {
 			c.idle.Add(-1)
@@ -321,7 +358,18 @@ type socketReader struct{ c *conn }
 func (sr socketReader) Read(p []byte) (int, error) {
 	c := sr.c
 	c.flushForRead()
+	if c.bud != nil && c.rxHeld.Load() > 0 {
+		n, err := c.readHolding(p)
+		if n > 0 {
+			c.lastRead = time.Now()
+		}
+		return n, err
+	}
 	if c.o.IdleTimeout <= 0 && c.o.MinReadRate <= 0 {
+		if c.readDeadline { // set while the budget held the reader
+			_ = c.nc.SetReadDeadline(time.Time{})
+			c.readDeadline = false
+		}
 		n, err := c.nc.Read(p)
 		c.stats.bytesIn.Add(uint64(n))
 		return n, err
@@ -348,6 +396,7 @@ func (sr socketReader) Read(p []byte) (int, error) {
 		}
 	}
 	_ = c.nc.SetReadDeadline(dl) // zero: none
+	c.readDeadline = false       // what readHolding set is replaced
 	n, err := c.nc.Read(p)
 	c.stats.bytesIn.Add(uint64(n))
 	if n > 0 {

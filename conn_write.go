@@ -210,7 +210,9 @@ func (c *conn) writeLoop() {
 		if len(batch) == 0 {
 			return
 		}
-		if _, err := c.write(batch, false); err != nil {
+		_, err := c.write(batch, false)
+		c.q.finishWrite()
+		if err != nil {
 			c.writeFailed(err)
 			return
 		}
@@ -235,6 +237,7 @@ func (c *conn) writeOnce() {
 	}
 	rest, err := c.write(batch, true)
 	if err != nil {
+		c.q.finishWrite()
 		c.writeFailed(err)
 		return
 	}
@@ -249,6 +252,7 @@ func (c *conn) writeOnce() {
 		// GC takes those segments afterwards (they are not pooled again).
 		c.q.putBack(rest, make([]bool, len(rest)), transition)
 	}
+	c.q.finishWrite()
 	if c.q.giveBack() {
 		c.startWriter()
 	}

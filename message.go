@@ -26,6 +26,7 @@ type Message struct {
 	rawID   []byte
 	replied atomic.Bool
 	frame   []byte // the pooled buffer data aliases, for Release
+	charged int    // bytes charged to the server's memory budget (budget.go)
 	// json says whether data (JSON) is known to be valid: frames' JSON
 	// data is validated where it is used, not twice (conn: SetLazyJSON).
 	json atomic.Uint32

@@ -81,6 +81,13 @@ type sendQueue struct {
 
 	// Counters read by the connection's Stats (under mu).
 	jsonOut, binOut uint64
+
+	// bud, on a server, is charged with the bytes queued and those taken
+	// by the token holder until its write returns (flight); while it is
+	// short, application messages wait unless the queue is empty
+	// (budget.go).
+	bud    *budget
+	flight int
 }
 
 // ctlHeadroom is how far control messages may take the queue past
@@ -244,11 +251,13 @@ func (q *sendQueue) check(m *wire.Message, typed bool) error {
 }
 
 // admit reports whether size more bytes may be queued for class; q.mu held.
-func (q *sendQueue) admit(size int, class msgClass) queueResult {
+// A broadcast (shared) does not wait for the memory budget: it never
+// waits, and a session refused for the budget would be cut.
+func (q *sendQueue) admit(size int, class msgClass, shared bool) queueResult {
 	switch {
 	case q.aborted || q.isDone || (q.closed && class == appMsg):
 		return refused
-	case q.n == 0 || q.n+size <= q.max:
+	case q.n == 0 || (q.n+size <= q.max && (shared || class != appMsg || q.bud == nil || q.bud.fits(size))):
 		return queuedOK
 	case class == ctlMsg && q.n+size <= q.max+ctlHeadroom:
 		return queuedOK
@@ -364,7 +373,7 @@ func (q *sendQueue) push(m *wire.Message, typed bool, class msgClass, tp tokenPo
 	if err := q.check(m, typed); err != nil {
 		return pushed{r: refused}, err
 	}
-	r := q.admit(encodedSize(m), class)
+	r := q.admit(encodedSize(m), class, false)
 	if r == noRoom && (tp == takeUnlessReaderBusy || tp == replyTake) && q.readerBusy.Load() {
 		// A reply from a handler on the reader never waits for room: the
 		// reader, stopped, could not read what the peer needs to read
@@ -397,7 +406,7 @@ func (q *sendQueue) pushShared(typ string, json, frame []byte, frameErr error) (
 	if q.maxSend > 0 && size > q.maxSend {
 		return pushed{r: refused}, tooLargeToSend(typ, size, q.maxSend, q.binary)
 	}
-	if r := q.admit(len(b), appMsg); r != queuedOK {
+	if r := q.admit(len(b), appMsg, true); r != queuedOK {
 		return pushed{r: r}, nil
 	}
 	dst := &q.ready
@@ -501,7 +510,11 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 		}
 		taken += len(seg)
 	}
-	q.addN(-taken)
+	// Out of the queue, but in memory until written: the budget's charge
+	// stays until finishWrite.
+	q.n -= taken
+	q.over.Store(q.n > q.max)
+	q.flight += taken
 	q.flying = append(q.flying[:0], q.ready.apps[:k]...)
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
@@ -601,8 +614,14 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	}
 	q.ready.seal()
 	for _, b := range rest {
-		q.addN(len(b))
+		// Back from the write that took it (still charged), or, from a
+		// direct write, new to the queue.
+		back := min(len(b), q.flight)
+		q.flight -= back
+		q.n += back
+		q.addN(len(b) - back)
 	}
+	q.over.Store(q.n > q.max)
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
 	q.ready.apps = append(tail, q.ready.apps...)
@@ -611,6 +630,20 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	} else if q.stopAt > 0 {
 		q.stopAt += len(rest)
 	}
+}
+
+// finishWrite releases the budget's charge of what the token holder took
+// and did not put back: written, or dropped with a failed write. The
+// holder calls it once its write has returned. Only the token's holder
+// touches flight (take and putBack are its calls too), and the token
+// passes under q.mu, so no lock is needed here.
+func (q *sendQueue) finishWrite() {
+	if q.bud == nil || q.flight == 0 {
+		return
+	}
+	n := q.flight
+	q.flight = 0
+	q.bud.charge(-n)
 }
 
 // giveBack returns the write token after a write; more reports that bytes
@@ -684,6 +717,9 @@ func (q *sendQueue) checkFinished() {
 func (q *sendQueue) addN(d int) {
 	q.n += d
 	q.over.Store(q.n > q.max)
+	if q.bud != nil {
+		q.bud.charge(d)
+	}
 }
 
 // overLimit reports whether more than max bytes are queued or held (as of

@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sockhop/sockhop-go/internal/wire"
@@ -23,9 +21,13 @@ type ServerOptions struct {
 	// Addr is the TCP address to listen on (default "127.0.0.1:50000";
 	// port 0 picks a free port, see Server.Addr).
 	Addr string
-	// Path, when set, is a Unix socket path used instead of Addr. A stale
-	// socket file left by a dead server is replaced; a live one, or any
-	// other kind of file, makes Listen fail.
+	// Path, when set, is a Unix socket path used instead of Addr. A
+	// socket file is replaced only when a probe connection to it is
+	// refused (ECONNREFUSED: a dead server's file); a live server, a
+	// probe failing any other way (EACCES, a full backlog, a timeout) or
+	// any other kind of file makes Listen fail. A lock file, Path+".lock",
+	// is held while listening, so of servers starting on one path at once
+	// exactly one listens.
 	Path string
 	// SocketMode is the Unix socket file's mode (default 0600).
 	SocketMode os.FileMode
@@ -48,6 +50,25 @@ type ServerOptions struct {
 	// idle connection open); MaxConnectionsPerIP 64; MinReadRate 1 KiB/s
 	// after MessageGrace 10 s. A field set explicitly keeps its value.
 	Hardened bool
+	// MemoryBudget bounds the bytes the server buffers for all its peers
+	// together (default 256 MiB; negative: no budget): partly received
+	// messages, received messages until their handler returns, outbound
+	// queues. A large frame's buffer grows as its bytes arrive. While the
+	// budget is short, the connections holding the most wait (a reader
+	// that waits pushes back on its peer through TCP), each may go past it
+	// by one message each way, and a peer that holds budget without
+	// progress for MemoryBudgetStall is cut with ErrMemoryBudget. It must
+	// be at least twice MaxMessageSize. Stats report its use.
+	MemoryBudget int64
+	// MemoryBudgetStall is how long a peer may hold part of a short
+	// budget without progress before it is cut (default 10 s).
+	MemoryBudgetStall time.Duration
+	// MaxHandlers bounds request handlers running at once across all
+	// sessions (default 1,024; negative: no bound); further requests wait
+	// their turn, as with each session's MaxConcurrentRequests. A
+	// session's plain messages run one at a time on a goroutine of its own
+	// and do not count.
+	MaxHandlers int
 
 	ConnOptions
 
@@ -97,6 +118,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	hooks  hookRunner // OnError for errors of no session (the listener's)
+
+	bud          *budget       // nil: no MemoryBudget
+	handlerSlots chan struct{} // nil: no MaxHandlers
 }
 
 // Hardened profile values (ServerOptions.Hardened).
@@ -148,6 +172,9 @@ func NewServer(o ServerOptions) *Server {
 		s.o.MaxConnections = 65536
 	}
 	s.optErr = s.o.ConnOptions.setDefaults()
+	if s.optErr == nil {
+		s.optErr = s.budgetDefaults()
+	}
 	return s
 }
 
@@ -219,88 +246,6 @@ func (s *Server) listen() (net.Listener, error) {
 		return ln, nil
 	}
 	return listenUnix(s.o.Path, s.o.SocketMode)
-}
-
-// maxUnixPath is the longest socket path Linux accepts (sun_path is 108
-// bytes with its NUL).
-const maxUnixPath = 107
-
-func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
-	if len(path) > maxUnixPath {
-		return nil, newError(CodeBadOption, fmt.Sprintf("unix socket path of %d bytes is longer than the %d the system allows; use a shorter path", len(path), maxUnixPath), nil)
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, newError(CodeBadOption, fmt.Sprintf("%s exists and is not a socket; refusing to replace it", path), nil)
-		}
-		// A probe connection: a live server sees it as a short session.
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			_ = c.Close()
-			return nil, newError(CodeBadOption, fmt.Sprintf("%s is a live socket: another server listens on it", path), syscall.EADDRINUSE)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, wrapf(err, "removing stale socket %s", path)
-		}
-	}
-	// Bind in a private directory, set the mode, then move the socket into
-	// place: binding at the path directly would leave it open to anyone the
-	// umask allows until the chmod. (A path too long for the detour is bound
-	// directly.)
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".sockhop-")
-	if err != nil || len(filepath.Join(dir, "s")) > maxUnixPath {
-		if err == nil {
-			os.Remove(dir)
-		}
-		return bindUnix(path, path, mode)
-	}
-	defer os.Remove(dir)
-	return bindUnix(filepath.Join(dir, "s"), path, mode)
-}
-
-// bindUnix listens at tmp, sets mode and renames tmp to path.
-func bindUnix(tmp, path string, mode os.FileMode) (net.Listener, error) {
-	ln, err := net.Listen("unix", tmp)
-	if err != nil {
-		return nil, wrapf(err, "listen on %s", path)
-	}
-	ul := ln.(*net.UnixListener)
-	ul.SetUnlinkOnClose(false) // it would unlink tmp; unixListener removes path
-	fail := func(what string, err error) (net.Listener, error) {
-		_ = ul.Close()
-		_ = os.Remove(tmp)
-		return nil, wrapf(err, "%s %s", what, path)
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return fail("chmod", err)
-	}
-	if tmp != path {
-		if err := os.Rename(tmp, path); err != nil {
-			return fail("placing socket at", err)
-		}
-	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return fail("stat", err)
-	}
-	return &unixListener{UnixListener: ul, path: path, file: fi}, nil
-}
-
-// unixListener reports the socket's final path as its address and removes
-// the file on Close, unless another server has replaced it since.
-type unixListener struct {
-	*net.UnixListener
-	path string
-	file os.FileInfo
-}
-
-func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
-
-func (l *unixListener) Close() error {
-	err := l.UnixListener.Close()
-	if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.file) {
-		_ = os.Remove(l.path)
-	}
-	return err
 }
 
 // Addr returns the listening address, or nil before Listen.
@@ -430,6 +375,7 @@ func (s *Server) startSession(nc net.Conn) {
 	}
 	log := s.o.Logger.With("session", sess.id, "peer", remote)
 	cn := newConn(nc, &s.o.ConnOptions, &s.reg, log, true)
+	cn.useBudget(s.bud, s.handlerSlots)
 	cn.sess = sess
 	sess.c = cn
 	cn.hooks = connHooks{
@@ -547,6 +493,10 @@ func (s *Server) Stats() Stats {
 		st.add(sess.Stats())
 	}
 	st.HookEventsDropped += s.hooks.droppedCount()
+	st.MemoryBudgetUsed, st.MemoryBudgetLimit = 0, 0
+	if s.bud != nil {
+		st.MemoryBudgetUsed, st.MemoryBudgetLimit = s.bud.used.Load(), s.bud.limit
+	}
 	return st
 }
 

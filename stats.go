@@ -83,6 +83,13 @@ type Stats struct {
 	// (ReconnectBufferSize) that were never sent: Close came first,
 	// reconnecting gave up, or the new connection refused them.
 	BufferDropped uint64
+
+	// MemoryBudgetUsed is the bytes a server holds of its MemoryBudget now
+	// (a snapshot; for a Session, what that session holds; 0 on a Client),
+	// MemoryBudgetLimit the budget (Server.Stats only; 0: no budget).
+	MemoryBudgetUsed, MemoryBudgetLimit int64
+	// MemoryBudgetCuts: connections cut with ErrMemoryBudget.
+	MemoryBudgetCuts uint64
 }
 
 // add adds o's counters to s (RequestsPending too).
@@ -112,6 +119,8 @@ func (s *Stats) add(o Stats) {
 	s.Reconnects += o.Reconnects
 	s.Unsent += o.Unsent
 	s.BufferDropped += o.BufferDropped
+	s.MemoryBudgetUsed += o.MemoryBudgetUsed
+	s.MemoryBudgetCuts += o.MemoryBudgetCuts
 }
 
 // connStats are one connection's live counters.
@@ -127,6 +136,7 @@ type connStats struct {
 	pingsSent, pongsIn            atomic.Uint64
 	unsent                        atomic.Uint64
 	leftToWriter                  atomic.Uint64 // inline writes cut by inlineWriteMax (tests)
+	budgetCuts                    atomic.Uint64
 }
 
 func (c *conn) statsSnapshot() Stats {
@@ -155,5 +165,7 @@ func (c *conn) statsSnapshot() Stats {
 		Unsent:                     st.unsent.Load(),
 		UnconfirmedCloses:          st.unconfirmed.Load(),
 		Connections:                1,
+		MemoryBudgetUsed:           c.budgetHeld(),
+		MemoryBudgetCuts:           st.budgetCuts.Load(),
 	}
 }

@@ -53,12 +53,15 @@ type Decoder struct {
 	scanned    int // JSON mode: pending bytes already searched for term
 	want       int // binary mode: size of the frame being waited for
 	names      nameCache
-	alloc      func(n int) []byte // buffers of large frames (SetFrameAlloc)
-	free       func(b []byte)     // takes back grown read buffers
-	empty      int                // consecutive reads that returned no bytes and no error
-	err        error              // sticky: the stream is finished
-	idle       [idleRead]byte     // buf while drained (see idleRead)
-	owning     int                // bytes of a large frame read so far into its own buffer
+	alloc      func(n int) []byte                // buffers of large frames (SetFrameAlloc)
+	free       func(b []byte)                    // takes back grown read buffers
+	reserve    func(have, need int) (int, error) // SetMemory
+	give       func(n int)                       // SetMemory
+	reserved   int                               // bytes reserved for buf
+	empty      int                               // consecutive reads that returned no bytes and no error
+	err        error                             // sticky: the stream is finished
+	idle       [idleRead]byte                    // buf while drained (see idleRead)
+	owning     int                               // bytes of a large frame read so far into its own buffer
 }
 
 // readBufs are the pooled read buffers of every Decoder.
@@ -71,6 +74,10 @@ func (d *Decoder) setBuf(b []byte) {
 		readBufs.Put((*[readBufSize]byte)(d.buf[:readBufSize]))
 	case c > readBufSize && d.free != nil:
 		d.free(d.buf)
+	}
+	if d.reserved > 0 {
+		d.give(d.reserved)
+		d.reserved = 0
 	}
 	d.buf = b
 }
@@ -108,6 +115,21 @@ func (d *Decoder) SetLimit(n int) {
 // Next.
 func (d *Decoder) SetFrameAlloc(alloc func(n int) []byte, free func(b []byte)) {
 	d.alloc, d.free = alloc, free
+}
+
+// SetMemory makes the Decoder account for the large buffers it makes:
+// read buffers grown past the pooled size (long lines) and the buffers of
+// frames of 64 KiB and more. Before making one, it calls reserve(have,
+// need): need is the buffer's full size and have the bytes of it already
+// received; reserve returns how many bytes to make now, at most need and
+// more than have (a frame's buffer then grows as its bytes arrive, so a
+// header alone never costs the size it announces), or an error, which
+// ends the stream. give(n) is called when the Decoder lets go of a buffer
+// of n bytes it reserved; the buffer of a frame handed out in a Message
+// (Owned) is the caller's to give back: len(m.Frame) bytes. A read
+// buffer's reserve must grant need whole. Call it before the first Next.
+func (d *Decoder) SetMemory(reserve func(have, need int) (int, error), give func(n int)) {
+	d.reserve, d.give = reserve, give
 }
 
 // SetLazyJSON(true) leaves the JSON data of application messages in binary
@@ -217,21 +239,31 @@ func (d *Decoder) nextFrame() (Message, bool, error) {
 	return m, true, err
 }
 
-// readOwnedFrame reads the rest of a large frame into a new buffer of
-// exactly its size, so its bytes are copied from the kernel once and the
-// payload can be handed on without another copy.
+// readOwnedFrame reads the rest of a large frame into a buffer of its
+// own, so its bytes are copied from the kernel once and the payload can be
+// handed on without another copy. With SetMemory the buffer is made as
+// large as reserve grants and grown as the bytes arrive.
 func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
-	var frame []byte
-	if d.alloc != nil {
-		frame = d.alloc(need)
-	} else {
-		frame = make([]byte, need)
+	have := d.end - d.start
+	frame, err := d.frameBuf(have, need)
+	if err != nil {
+		return Message{}, false, d.fail(err)
 	}
-	have := copy(frame, d.buf[d.start:d.end])
+	copy(frame, d.buf[d.start:d.end])
 	d.start, d.end, d.scanned = 0, 0, 0
 	defer func() { d.owning = 0 }()
 	for empty := 0; have < need; {
 		d.owning = have
+		if have == len(frame) {
+			nb, err := d.frameBuf(have, need)
+			if err != nil {
+				d.dropFrame(frame)
+				return Message{}, false, d.fail(err)
+			}
+			copy(nb, frame)
+			d.dropFrame(frame)
+			frame = nb
+		}
 		n, err := d.r.Read(frame[have:])
 		have += n
 		if err != nil {
@@ -239,6 +271,7 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 				if errors.Is(err, io.EOF) {
 					err = io.ErrUnexpectedEOF
 				}
+				d.dropFrame(frame)
 				return Message{}, false, d.fail(err)
 			}
 			// The frame is complete; the error (often io.EOF delivered
@@ -248,12 +281,58 @@ func (d *Decoder) readOwnedFrame(need int) (Message, bool, error) {
 		if n > 0 {
 			empty = 0
 		} else if empty++; empty >= maxEmptyReads {
+			d.dropFrame(frame)
 			return Message{}, false, d.fail(io.ErrNoProgress)
 		}
 	}
 	m, err := parsePayload(frame[4], frame[frameHeaderLen:], &d.names, d.lazy)
 	m.Owned, m.Frame, m.Size = true, frame, need-frameHeaderLen
 	return m, true, err
+}
+
+// frameBuf makes the next buffer of a frame of need bytes, have of them
+// received: whole, or as much as reserve grants.
+func (d *Decoder) frameBuf(have, need int) ([]byte, error) {
+	size := need
+	if d.reserve != nil {
+		var err error
+		if size, err = d.reserve(have, need); err != nil {
+			return nil, err
+		}
+		size = min(max(size, have+1), need)
+	}
+	if d.alloc != nil {
+		return d.alloc(size), nil
+	}
+	return make([]byte, size), nil
+}
+
+// FrameStep is the first buffer GrowStep gives a large frame.
+const FrameStep = 64 << 10
+
+// GrowStep is the size of the next buffer of a frame of need bytes, have
+// of them received, for a SetMemory reserve that grows frames with their
+// bytes: FrameStep first, then four times what has arrived, and the whole
+// frame once that is at least half of it. A frame is then copied less
+// than a third of its size again as it grows, and a header alone costs
+// FrameStep.
+func GrowStep(have, need int) int {
+	size := max(FrameStep, 4*have)
+	if 2*size >= need {
+		return need
+	}
+	return size
+}
+
+// dropFrame lets go of a frame buffer that is not handed out: one the
+// frame outgrew, or that of a frame never finished. It is left to the
+// collector rather than pooled (free): a pooled buffer is memory nobody
+// accounts for, and under a memory budget frames grow in steps all the
+// time, so the pool would hold a steady stock of them.
+func (d *Decoder) dropFrame(b []byte) {
+	if d.give != nil {
+		d.give(len(b))
+	}
 }
 
 func (d *Decoder) fail(err error) error {
@@ -298,13 +377,24 @@ func (d *Decoder) fill(need int) {
 			switch {
 			case newCap <= readBufSize:
 				nb = readBufs.Get().(*[readBufSize]byte)[:]
-			case d.alloc != nil:
-				nb = d.alloc(newCap)
 			default:
-				nb = make([]byte, newCap)
+				if d.reserve != nil {
+					if _, err := d.reserve(newCap, newCap); err != nil {
+						d.err = err
+						return
+					}
+				}
+				if d.alloc != nil {
+					nb = d.alloc(newCap)
+				} else {
+					nb = make([]byte, newCap)
+				}
 			}
 			copy(nb, d.buf[d.start:d.end])
 			d.setBuf(nb)
+			if d.reserve != nil && newCap > readBufSize {
+				d.reserved = newCap
+			}
 		}
 		d.buf = d.buf[:cap(d.buf)]
 		d.start, d.end = 0, pending
@@ -331,6 +421,13 @@ func (d *Decoder) fill(need int) {
 	} else if d.empty++; d.empty >= maxEmptyReads && d.err == nil {
 		d.err = io.ErrNoProgress
 	}
+}
+
+// Release lets go of the read buffer, giving back what SetMemory's reserve
+// granted for it. Call it once the Decoder is no longer used.
+func (d *Decoder) Release() {
+	d.setBuf(d.idle[:])
+	d.start, d.end, d.scanned = 0, 0, 0
 }
 
 // SwitchToBinary puts the stream in binary mode without a transition line:
