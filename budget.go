@@ -181,17 +181,13 @@ func (c *conn) giveRx(n int) {
 // readHolding reads while a partly received message holds budget: a read
 // that brings nothing for MemoryBudgetStall while the budget is short
 // cuts the peer. With plenty of budget a slow sender is no threat, and
-// the read goes on.
-func (c *conn) readHolding(p []byte) (int, error) {
-	idle := c.o.IdleTimeout
-	idleAt := time.Time{}
-	if idle > 0 {
-		idleAt = time.Now().Add(idle)
-	}
+// the read goes on. limit (zero: none) is the caller's own deadline
+// (IdleTimeout, MinReadRate), whose timeout is returned as it is.
+func (c *conn) readHolding(p []byte, limit time.Time) (int, error) {
 	for {
 		dl, stallDl := time.Now().Add(c.bud.stall), true
-		if !idleAt.IsZero() && idleAt.Before(dl) {
-			dl, stallDl = idleAt, false
+		if !limit.IsZero() && limit.Before(dl) {
+			dl, stallDl = limit, false
 		}
 		_ = c.nc.SetReadDeadline(dl)
 		c.readDeadline = true
@@ -201,7 +197,7 @@ func (c *conn) readHolding(p []byte) (int, error) {
 			return n, err
 		}
 		if !stallDl {
-			return 0, newError(CodeIdle, fmt.Sprintf("peer sent nothing for %s (IdleTimeout); connection closed", idle), err)
+			return 0, err // the caller's deadline (IdleTimeout, MinReadRate): it says which
 		}
 		if c.bud.short() {
 			c.stats.budgetCuts.Add(1)

@@ -358,14 +358,8 @@ type socketReader struct{ c *conn }
 func (sr socketReader) Read(p []byte) (int, error) {
 	c := sr.c
 	c.flushForRead()
-	if c.bud != nil && c.rxHeld.Load() > 0 {
-		n, err := c.readHolding(p)
-		if n > 0 {
-			c.lastRead = time.Now()
-		}
-		return n, err
-	}
-	if c.o.IdleTimeout <= 0 && c.o.MinReadRate <= 0 {
+	holding := c.bud != nil && c.rxHeld.Load() > 0
+	if c.o.IdleTimeout <= 0 && c.o.MinReadRate <= 0 && !holding {
 		if c.readDeadline { // set while the budget held the reader
 			_ = c.nc.SetReadDeadline(time.Time{})
 			c.readDeadline = false
@@ -395,10 +389,16 @@ func (sr socketReader) Read(p []byte) (int, error) {
 			}
 		}
 	}
-	_ = c.nc.SetReadDeadline(dl) // zero: none
-	c.readDeadline = false       // what readHolding set is replaced
-	n, err := c.nc.Read(p)
-	c.stats.bytesIn.Add(uint64(n))
+	var n int
+	var err error
+	if holding {
+		n, err = c.readHolding(p, dl)
+	} else {
+		_ = c.nc.SetReadDeadline(dl) // zero: none
+		c.readDeadline = false       // what readHolding set is replaced
+		n, err = c.nc.Read(p)
+		c.stats.bytesIn.Add(uint64(n))
+	}
 	if n > 0 {
 		c.lastRead = time.Now()
 	}

@@ -210,9 +210,10 @@ func (c *conn) writeLoop() {
 		if len(batch) == 0 {
 			return
 		}
-		_, err := c.write(batch, false)
+		_, n, err := c.write(batch, false)
 		c.q.finishWrite()
 		if err != nil {
+			c.q.wrotePart(n)
 			c.writeFailed(err)
 			return
 		}
@@ -235,9 +236,10 @@ func (c *conn) writeOnce() {
 	if len(batch) == 0 {
 		return // the token went back with the empty take
 	}
-	rest, err := c.write(batch, true)
+	rest, n, err := c.write(batch, true)
 	if err != nil {
 		c.q.finishWrite()
+		c.q.wrotePart(n)
 		c.writeFailed(err)
 		return
 	}
@@ -276,7 +278,7 @@ func (c *conn) writeDirect(m *wire.Message) error {
 	}
 	var head [320]byte
 	h := wire.AppendFrameHeader(head[:0], m, len(m.Data))
-	rest, err := c.write([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, true)
+	rest, _, err := c.write([][]byte{h, m.Data, wire.AppendFrameTrailer(nil, m)}, true)
 	if err != nil {
 		c.q.refuseDirect() // the caller learns it from the error
 		c.writeFailed(err)
@@ -323,12 +325,11 @@ func (c *conn) writeFailed(err error) {
 // per segment). With cut it stops after inlineWriteMax and returns what is
 // left unwritten (the first segment cut where the write stopped); otherwise
 // it writes everything or fails after WriteTimeout.
-func (c *conn) write(segs [][]byte, cut bool) (rest [][]byte, err error) {
+func (c *conn) write(segs [][]byte, cut bool) (rest [][]byte, n int64, err error) {
 	total := 0
 	for _, s := range segs {
 		total += len(s)
 	}
-	var n int64
 	if c.cuttable {
 		if cut && inlineWriteMax >= c.o.WriteTimeout {
 			cut = false
@@ -339,7 +340,7 @@ func (c *conn) write(segs [][]byte, cut bool) (rest [][]byte, err error) {
 		if err != nil && cut && isTimeout(err) {
 			c.stats.bytesOut.Add(uint64(n))
 			c.stats.leftToWriter.Add(1)
-			return bufs, nil
+			return bufs, n, nil
 		}
 	} else {
 		c.setWriteDeadline(false)
@@ -357,11 +358,11 @@ func (c *conn) write(segs [][]byte, cut bool) (rest [][]byte, err error) {
 	c.stats.bytesOut.Add(uint64(n))
 	if err != nil {
 		if isTimeout(err) {
-			return nil, newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: a write of %d bytes did not finish within WriteTimeout (%s)", c.remote(), total, c.o.WriteTimeout), err)
+			return nil, n, newError(CodeSlowConsumer, fmt.Sprintf("peer %s is a slow consumer: a write of %d bytes did not finish within WriteTimeout (%s)", c.remote(), total, c.o.WriteTimeout), err)
 		}
-		return nil, newError(CodeSocketDestroyed, "write failed", err)
+		return nil, n, newError(CodeSocketDestroyed, "write failed", err)
 	}
-	return nil, nil
+	return nil, n, nil
 }
 
 // setWriteDeadline gives the next write inlineWriteMax (cut) or

@@ -48,6 +48,7 @@ type sendQueue struct {
 	// silently.
 	appsQueued, appsWritten uint64
 	flying                  []int32
+	flyingLen               []int // the sizes of the batch's segments
 
 	binary bool // transmit mode: frames after our transition line
 	ready  segs // written next, in order
@@ -516,6 +517,10 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 	q.over.Store(q.n > q.max)
 	q.flight += taken
 	q.flying = append(q.flying[:0], q.ready.apps[:k]...)
+	q.flyingLen = q.flyingLen[:0]
+	for _, seg := range q.ready.list[:k] {
+		q.flyingLen = append(q.flyingLen, len(seg)) // the write trims the segments as it goes
+	}
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
 	q.ready.list = q.ready.list[:rest]
@@ -537,6 +542,21 @@ func (q *sendQueue) refuseDirect() {
 	q.appsQueued--
 	q.flying = q.flying[:0]
 	q.mu.Unlock()
+}
+
+// wrotePart records how much of the batch taken last a failed write
+// wrote: the messages of its segments written in full count as written.
+func (q *sendQueue) wrotePart(n int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, size := range q.flyingLen {
+		if i >= len(q.flying) || n < int64(size) {
+			break
+		}
+		n -= int64(size)
+		q.appsWritten += uint64(q.flying[i])
+	}
+	q.flying = q.flying[:0]
 }
 
 // wrote records that the batch taken last was written in full.
