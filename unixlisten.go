@@ -73,7 +73,7 @@ func listenUnixLocked(path string, mode os.FileMode) (*unixListener, error) {
 			// Removed since the Lstat: nothing to replace.
 		case errors.Is(err, syscall.ECONNREFUSED):
 			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("sockhop: removing stale socket %s: %w", path, err)
+				return nil, wrapf(err, "removing stale socket %s", path)
 			}
 		default:
 			return nil, newError(CodeBadOption, fmt.Sprintf("cannot tell whether a server listens on %s (%s); refusing to replace it: stop that server, or remove the file if you know it is stale", path, probeHint(err)), err)
@@ -111,7 +111,7 @@ func probeHint(err error) string {
 func bindUnix(tmp, path string, mode os.FileMode) (*unixListener, error) {
 	ln, err := net.Listen("unix", tmp)
 	if err != nil {
-		return nil, fmt.Errorf("sockhop: listen on %s: %w", path, err)
+		return nil, wrapf(err, "listen on %s", path)
 	}
 	ul := ln.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false) // it would unlink tmp; unixListener removes path
@@ -121,7 +121,7 @@ func bindUnix(tmp, path string, mode os.FileMode) (*unixListener, error) {
 		return nil, err
 	}
 	if err := os.Chmod(tmp, mode); err != nil {
-		return fail(fmt.Errorf("sockhop: chmod %s: %w", path, err))
+		return fail(wrapf(err, "chmod %s", path))
 	}
 	if tmp != path {
 		if err := placeSocket(tmp, path); err != nil {
@@ -130,7 +130,7 @@ func bindUnix(tmp, path string, mode os.FileMode) (*unixListener, error) {
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return fail(fmt.Errorf("sockhop: stat %s: %w", path, err))
+		return fail(wrapf(err, "stat %s", path))
 	}
 	return &unixListener{UnixListener: ul, path: path, file: fi}, nil
 }
@@ -149,7 +149,7 @@ func placeSocket(tmp, path string) error {
 		return newError(CodeBadOption, fmt.Sprintf("%s appeared while this server was starting: another server listens on it", path), syscall.EADDRINUSE)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("sockhop: placing socket at %s: %w", path, err)
+		return wrapf(err, "placing socket at %s", path)
 	}
 	return nil
 }

@@ -32,12 +32,12 @@ func lockPath(path string) (*pathLock, error) {
 			if errors.Is(err, syscall.EWOULDBLOCK) {
 				return nil, newError(CodeBadOption, fmt.Sprintf("another server is listening or starting on this socket (it holds %s)", path), syscall.EADDRINUSE)
 			}
-			return nil, fmt.Errorf("sockhop: locking %s: %w", path, err)
+			return nil, wrapf(err, "locking %s", path)
 		}
 		held, err := f.Stat()
 		if err != nil {
 			_ = f.Close()
-			return nil, fmt.Errorf("sockhop: stat %s: %w", path, err)
+			return nil, wrapf(err, "stat %s", path)
 		}
 		if now, err := os.Lstat(path); err == nil && os.SameFile(held, now) {
 			return &pathLock{f: f, path: path}, nil
