@@ -119,6 +119,15 @@ func node2Check(t *testing.T, what string, p *nodepeer.Peer, want []node2Want, w
 	return true
 }
 
+// node2Addr is a free address to listen on for network: a loopback port,
+// or a socket path in a fresh temp dir.
+func node2Addr(t *testing.T, network string) string {
+	if network == "unix" {
+		return shortSocketPath(t)
+	}
+	return "127.0.0.1:0"
+}
+
 // node2Server starts an emulated Node server and closes it at cleanup.
 func node2Server(t *testing.T, network, addr string, o nodepeer.Options) *nodepeer.Server {
 	t.Helper()
@@ -177,11 +186,7 @@ func node2Blob(n int) []byte {
 func TestNode2ClientSends(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			addr := "127.0.0.1:0"
-			if network == "unix" {
-				addr = shortSocketPath(t)
-			}
-			srv := node2Server(t, network, addr, nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true})
+			srv := node2Server(t, network, node2Addr(t, network), nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true})
 			c := node2Client(t, network, srv.Addr().String(), ClientOptions{})
 			ctx := testCtx(t)
 			noErr(t, c.Start(ctx))

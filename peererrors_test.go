@@ -5,27 +5,32 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// errRecorder keeps a server's OnError reports.
-type errRecorder struct {
-	mu   sync.Mutex
-	errs []string
+// texts returns the reports' texts.
+func (l *errLog) texts() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var s []string
+	for _, err := range l.errs {
+		s = append(s, err.Error())
+	}
+	return s
 }
 
-func (r *errRecorder) add(_ *Session, err error) {
-	r.mu.Lock()
-	r.errs = append(r.errs, err.Error())
-	r.mu.Unlock()
-}
-
-func (r *errRecorder) all() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.errs...)
+// rawToServer starts a server with so reporting into a log, and a raw
+// connection to it.
+func rawToServer(t *testing.T, so ServerOptions) (*Server, net.Conn, *errLog) {
+	t.Helper()
+	var log errLog
+	so.OnError = log.add
+	srv := startServer(t, transports[0], so)
+	raw, err := net.Dial("tcp", srv.Addr().String())
+	noErr(t, err)
+	t.Cleanup(func() { raw.Close() })
+	return srv, raw, &log
 }
 
 // TestUnknownCallbackIDsCost: replies with unknown callback ids, 1 MiB
@@ -33,11 +38,7 @@ func (r *errRecorder) all() []string {
 // closed at the limit, the reports are few and quote no more than 64
 // bytes of an id.
 func TestUnknownCallbackIDsCost(t *testing.T) {
-	var rec errRecorder
-	srv := startServer(t, transports[0], ServerOptions{ConnOptions: fastOpts(), OnError: rec.add})
-	raw, err := net.Dial("tcp", srv.Addr().String())
-	noErr(t, err)
-	defer raw.Close()
+	srv, raw, rec := rawToServer(t, ServerOptions{ConnOptions: fastOpts()})
 	long := strings.Repeat("L", 1<<20)
 	go func() {
 		for i := range 10_000 {
@@ -51,7 +52,7 @@ func TestUnknownCallbackIDsCost(t *testing.T) {
 		}
 	}()
 	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, err = io.Copy(io.Discard, raw)
+	_, err := io.Copy(io.Discard, raw)
 	if err != nil && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("the connection was not closed: %v", err)
 	}
@@ -60,7 +61,7 @@ func TestUnknownCallbackIDsCost(t *testing.T) {
 	if st.ProtocolErrors != DefaultMaxProtocolErrors+1 {
 		t.Errorf("protocol errors counted: %d, want the limit %d + 1", st.ProtocolErrors, DefaultMaxProtocolErrors)
 	}
-	errs := rec.all()
+	errs := rec.texts()
 	t.Logf("%d reports for %d protocol errors; first: %s", len(errs), st.ProtocolErrors, errs[0])
 	if len(errs) > peerErrBurst+3 {
 		t.Errorf("%d reports: not rate limited", len(errs))
@@ -79,13 +80,9 @@ func TestUnknownCallbackIDsCost(t *testing.T) {
 // parse and bad JSON data are reported with sizes and offsets, never with
 // the bytes the peer sent.
 func TestErrorsQuoteNoPayload(t *testing.T) {
-	var rec errRecorder
-	so := ServerOptions{ConnOptions: fastOpts(), OnError: rec.add}
+	so := ServerOptions{ConnOptions: fastOpts()}
 	so.MaxProtocolErrors = -1
-	srv := startServer(t, transports[0], so)
-	raw, err := net.Dial("tcp", srv.Addr().String())
-	noErr(t, err)
-	defer raw.Close()
+	_, raw, rec := rawToServer(t, so)
 	lines := []string{
 		`{"type":"Login","data":{"password":"hunter2"`,
 		`{"password":"hunter2"} trailing`,
@@ -95,34 +92,31 @@ func TestErrorsQuoteNoPayload(t *testing.T) {
 		_, err := io.WriteString(raw, l+"\n")
 		noErr(t, err)
 	}
-	eventually(t, "every line reported", func() bool { return len(rec.all()) >= len(lines) })
-	for _, e := range rec.all() {
+	eventually(t, "every line reported", func() bool { return len(rec.texts()) >= len(lines) })
+	for _, e := range rec.texts() {
 		if strings.Contains(e, "hunter2") {
 			t.Errorf("a report quotes the payload: %s", e)
 		}
 	}
-	t.Logf("%s", strings.Join(rec.all(), "\n"))
+	t.Logf("%s", strings.Join(rec.texts(), "\n"))
 }
 
 // TestProtocolErrorReportsRateLimited: with MaxProtocolErrors off, a
 // thousand bad lines are all counted, reported a burst at a time, and the
 // rest summed up when the connection ends.
 func TestProtocolErrorReportsRateLimited(t *testing.T) {
-	var rec errRecorder
-	so := ServerOptions{ConnOptions: fastOpts(), OnError: rec.add}
+	so := ServerOptions{ConnOptions: fastOpts()}
 	so.MaxProtocolErrors = -1
-	srv := startServer(t, transports[0], so)
-	raw, err := net.Dial("tcp", srv.Addr().String())
-	noErr(t, err)
+	srv, raw, rec := rawToServer(t, so)
 	const n = 1000
-	_, err = io.WriteString(raw, strings.Repeat("not json\n", n))
+	_, err := io.WriteString(raw, strings.Repeat("not json\n", n))
 	noErr(t, err)
 	eventually(t, "every line counted", func() bool { return srv.Stats().ProtocolErrors == n })
 	raw.Close()
 	eventually(t, "the session's end", func() bool { return len(srv.Sessions()) == 0 })
 	var errs []string
 	eventually(t, "the summary", func() bool {
-		errs = rec.all()
+		errs = rec.texts()
 		return strings.Contains(errs[len(errs)-1], "not reported one by one")
 	})
 	if len(errs) > peerErrBurst+5 {

@@ -243,11 +243,7 @@ func TestRequestFuncHeld(t *testing.T) {
 func TestNode2RequestFunc(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			addr := "127.0.0.1:0"
-			if network == "unix" {
-				addr = shortSocketPath(t)
-			}
-			srv := node2Server(t, network, addr, nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true})
+			srv := node2Server(t, network, node2Addr(t, network), nodepeer.Options{ReadDelay: node2ReadDelay, Echo: true})
 			c := node2Client(t, network, srv.Addr().String(), ClientOptions{})
 			ctx := testCtx(t)
 			noErr(t, c.Start(ctx))
