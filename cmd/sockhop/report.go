@@ -90,6 +90,9 @@ func readable(ev *event) string {
 		}
 		return s + " " + string(ev.Data)
 	case "disconnect":
+		if ev.Error != "" {
+			return who + "disconnect: " + ev.Error
+		}
 		return who + "disconnect"
 	case "error":
 		return who + "error: " + ev.Error

@@ -11,7 +11,10 @@ import (
 
 var serveUsage = usage{
 	synopsis: "sockhop serve [--addr HOST:PORT | --unix PATH] [--compat] [--no-binary] [--echo] [--json] [--max-message BYTES]\n" +
-		"              [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]",
+		"              [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n" +
+		"              [--harden] [--drop-failed-handshake] [--idle D] [--ping D] [--pre-handshake-max BYTES]\n" +
+		"              [--max-per-ip N] [--min-rate BYTES] [--message-grace D] [--memory-budget BYTES]\n" +
+		"              [--max-handlers N] [--max-connections N] [--max-protocol-errors N]",
 	about: `Runs a Sockhop server and reports every event, one line each: listening,
 connect, handshake, binary (a direction switching to binary mode later),
 receive, disconnect and error. With --json, or when stdout is not a terminal,
@@ -26,7 +29,8 @@ and exits 0.`,
 sockhop serve --echo --addr 127.0.0.1:0
 sockhop serve --unix /tmp/sockhop.sock --json | jq .
 sockhop serve --compat            # a Sockhop 1.x peer's view of the world
-sockhop serve --tls-cert cert.pem --tls-key key.pem`,
+sockhop serve --tls-cert cert.pem --tls-key key.pem
+sockhop serve --harden --addr 0.0.0.0:50000   # facing an untrusted network (2.x peers only)`,
 }
 
 // shutdownGrace bounds the close on a signal: sessions are flushed and
@@ -39,6 +43,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	cf.register(fs)
 	var tf serverTLSFlags
 	tf.register(fs)
+	var lim serveLimits
+	lim.register(fs)
 	echo := fs.Bool("echo", false, "send every message back to its sender (requests: as the reply)")
 	jsonOut := fs.Bool("json", false, "one JSON object per event (the default when stdout is not a terminal)")
 	if _, err := parseFlags(e, fs, serveUsage, args, 0); err != nil {
@@ -53,7 +59,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 
 	sv := &server{rep: &reporter{w: e.stdout, json: *jsonOut || !isTerminal(e.stdout)}, echo: *echo}
-	srv := sockhop.NewServer(sockhop.ServerOptions{
+	so := sockhop.ServerOptions{
 		Addr:           cf.addr,
 		Path:           cf.unix,
 		TLSConfig:      tlsCfg,
@@ -63,7 +69,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		OnHandshake:    sv.onHandshake,
 		OnBinaryMode:   sv.onBinary,
 		OnError:        sv.onError,
-	})
+	}
+	lim.apply(&so)
+	srv := sockhop.NewServer(so)
 	srv.HandleDefault(sv.onMessage)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -178,9 +186,14 @@ func (sv *server) onBinary(s *sockhop.Session, rx, _ bool) {
 	}
 }
 
-func (sv *server) onEnd(s *sockhop.Session, _ error) {
+func (sv *server) onEnd(s *sockhop.Session, err error) {
 	sv.releaseHandshake(s)
-	sv.rep.emit(event{Event: "disconnect", Session: s.ID()})
+	ev := event{Event: "disconnect", Session: s.ID()}
+	var se *sockhop.Error
+	if errors.As(err, &se) && se.Code != sockhop.CodeClosed {
+		ev.Error = err.Error() // cut for a reason of ours: a limit, a timeout, a dead peer
+	}
+	sv.rep.emit(ev)
 }
 
 func (sv *server) onError(s *sockhop.Session, err error) {

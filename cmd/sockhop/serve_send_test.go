@@ -311,3 +311,51 @@ func TestMessagesBeforeEOF(t *testing.T) {
 		p.waitFor(t, fmt.Sprint("compat ", i), map[string]any{"event": "receive", "data": n + i})
 	}
 }
+
+// TestServeLimits: serve's flags for untrusted networks reach the library:
+// --max-per-ip refuses a second connection from one address, --min-rate
+// cuts a peer that trickles a message in, and --harden cuts a message
+// over 64 KiB sent before the handshake; each cut says why.
+func TestServeLimits(t *testing.T) {
+	p := startServe(t, "--addr", "127.0.0.1:0", "--max-per-ip", "1", "--min-rate", "1000", "--message-grace", "200ms")
+	addr := p.target[1]
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	p.waitFor(t, "the first connection", map[string]any{"event": "connect", "session": 1})
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	ev := p.waitFor(t, "the refusal", map[string]any{"event": "error"})
+	if !strings.Contains(ev["error"].(string), "MaxConnectionsPerIP (1)") {
+		t.Errorf("refusal: %v", ev)
+	}
+	go func() {
+		for _, b := range []byte(`{"type":"String","data":"slow`) {
+			if _, err := first.Write([]byte{b}); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	ev = p.waitFor(t, "the slow peer cut", map[string]any{"event": "disconnect", "session": 1})
+	if !strings.Contains(fmt.Sprint(ev["error"]), "MinReadRate") {
+		t.Errorf("slow peer's disconnect: %v", ev)
+	}
+
+	h := startServe(t, "--addr", "127.0.0.1:0", "--harden")
+	raw, err := net.Dial("tcp", h.target[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	go raw.Write([]byte(`{"type":"String","data":"` + strings.Repeat("b", 100<<10) + "\"}\n"))
+	ev = h.waitFor(t, "the early large message cut", map[string]any{"event": "disconnect", "session": 1})
+	if !strings.Contains(fmt.Sprint(ev["error"]), "MaxPreHandshakeSize (65536 bytes)") {
+		t.Errorf("early large message's disconnect: %v", ev)
+	}
+}
