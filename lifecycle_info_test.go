@@ -66,6 +66,9 @@ func TestLifecycleAgainst2x(t *testing.T) {
 	equal(t, "up", strings.Join(ev.waitFor(t, "ready"), ", "), "connect, handshake true, ready")
 	eventually(t, "the session", func() bool { return len(srv.Sessions()) == 1 })
 	sess := srv.Sessions()[0]
+	// The session's own handshake ends when the client's reply reaches it,
+	// which may be after the client is ready.
+	eventually(t, "the session's handshake", func() bool { return sess.State().HandshakeOK })
 	equal(t, "session local address", sess.LocalAddr().String(), srv.Addr().String())
 	equal(t, "client remote address", c.RemoteAddr().String(), srv.Addr().String())
 	equal(t, "the two ends", c.LocalAddr().String(), sess.RemoteAddr().String())
