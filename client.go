@@ -50,7 +50,9 @@ type ClientOptions struct {
 	// the reference's 5 s.
 	RequireHandshake bool
 	// ReconnectBufferSize, when positive, lets Send, SendTyped and Request
-	// wait out a reconnection instead of failing with ErrNotConnected:
+	// wait out a reconnection instead of failing with ErrNotConnected
+	// (with AutoReconnect, the messages a dead connection accepted but
+	// never wrote are moved to the front of the buffer too):
 	// while the client reconnects, whole messages are held, up to this many
 	// bytes of data, and written in order once the new handshake finished
 	// and OnConnect ran. A message that does not fit fails with
@@ -300,6 +302,9 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	log := c.o.Logger.With("peer", addr)
 	cn := newConn(nc, &c.o.ConnOptions, &c.reg, log, false)
+	// With a reconnect buffer, what the connection never writes goes to
+	// the buffer when it dies (recoverUnsent), not away.
+	cn.q.keepUnsent = c.o.ReconnectBufferSize > 0 && c.o.AutoReconnect
 	cn.hooks = connHooks{closed: func(err error) { c.lost(cn, err) }}
 	if c.o.OnHandshake != nil || c.o.OnReady != nil {
 		cn.hooks.handshake = func(ok bool, err error) {
@@ -332,8 +337,20 @@ func (c *Client) reportError(err error) {
 func (c *Client) lost(cn *conn, err error) {
 	final := cn.statsSnapshot()
 	final.RequestsPending = 0
+	var recovered []heldMsg
+	lostN := 0
+	if cn.q.keepUnsent {
+		recovered, lostN = recoverUnsent(cn.q.takeUnsent(), []byte(c.o.Terminator))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(recovered) > 0 {
+		lostN += c.requeueLocked(recovered)
+	}
+	if lostN > 0 {
+		final.Unsent += uint64(lostN)
+		c.reportError(newError(CodeSocketDestroyed, fmt.Sprintf("%d message(s) accepted for sending were lost with the connection (written in part, or replies for the peer that went away): %s", lostN, causeText(err)), nil))
+	}
 	c.retired.add(final)
 	cn.retired = true
 	if f := c.o.OnDisconnect; f != nil {

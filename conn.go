@@ -306,7 +306,7 @@ func (c *conn) closer(reason error, graceful bool) {
 	c.wg.Wait()
 	c.stopPings()
 	c.reportSuppressed()
-	if n := c.q.unsentApps(); n > 0 {
+	if n := c.q.unsentApps(); n > 0 && !c.q.keepUnsent { // else the client recovers them (unsent.go)
 		// Send returned nil for them: say so rather than lose them
 		// silently. (Bytes handed to the kernel may still be lost with
 		// the connection: only a Request's reply confirms delivery.)

@@ -200,6 +200,28 @@ func (c *Client) route(body *wire.Message, typed bool, req *heldReq) (cn *conn, 
 	return c.cur, false, nil
 }
 
+// requeueLocked puts messages a dead connection never wrote at the front
+// of the reconnect buffer (they were accepted before anything held since),
+// as far as ReconnectBufferSize allows, and returns how many did not fit
+// or cannot wait (the client is closed); c.mu held.
+func (c *Client) requeueLocked(msgs []heldMsg) (lost int) {
+	if c.closed {
+		return len(msgs)
+	}
+	var front []*heldMsg
+	for i := range msgs {
+		size := heldSize(&msgs[i].body)
+		if c.buf.bytes+size > c.o.ReconnectBufferSize {
+			lost = len(msgs) - i
+			break
+		}
+		c.buf.bytes += size
+		front = append(front, &msgs[i])
+	}
+	c.buf.items = append(front, c.buf.items...)
+	return lost
+}
+
 // flushBuffer writes the held messages on cn in order, after OnConnect
 // has run (what it sends goes first), then ends the reconnect loop in the
 // same critical section that finds the buffer empty.

@@ -47,8 +47,12 @@ type sendQueue struct {
 	// counts what it never wrote (unsentApps) instead of losing it
 	// silently.
 	appsQueued, appsWritten uint64
-	flying                  []int32
-	flyingLen               []int // the sizes of the batch's segments
+	flying                  []segMeta
+	flyingSegs              [][]byte // the batch's segments as taken
+	// keepUnsent (a client with a reconnect buffer): abort keeps what was
+	// never written (unsent) for takeUnsent instead of dropping it.
+	keepUnsent bool
+	unsent     []unsentSeg
 
 	binary bool // transmit mode: frames after our transition line
 	ready  segs // written next, in order
@@ -121,12 +125,24 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b
 type segs struct {
 	list  [][]byte
 	owned []bool // owned[i]: list[i] is ours, to reuse once written
-	// apps[i]: how many application messages end in list[i] (openApps:
-	// in open), so that what was never written is counted when a
-	// connection dies (unsentApps).
-	apps     []int32
+	// meta[i] describes list[i] (openMeta: open), so that what was never
+	// written can be counted, and recovered, when a connection dies.
+	meta     []segMeta
 	open     []byte
-	openApps int32
+	openMeta segMeta
+}
+
+// segMeta is what the queue knows of a segment besides its bytes.
+type segMeta struct {
+	apps int32 // application messages that end in the segment
+	bin  bool  // binary frames; otherwise JSON lines (the last may be our transition line)
+	// cut: the segment is the rest of a cut write, and starts inside a
+	// message. orig is the whole segment it was cut from and off how much
+	// of it was written (orig is nil for the copied rest of a direct
+	// write: one message, partly written).
+	cut  bool
+	orig []byte
+	off  int
 }
 
 func (s *segs) empty() bool { return len(s.list) == 0 && len(s.open) == 0 }
@@ -136,8 +152,8 @@ func (s *segs) seal() {
 	if len(s.open) > 0 {
 		s.list = append(s.list, s.open)
 		s.owned = append(s.owned, true)
-		s.apps = append(s.apps, s.openApps)
-		s.open, s.openApps = nil, 0
+		s.meta = append(s.meta, s.openMeta)
+		s.open, s.openMeta = nil, segMeta{}
 	}
 }
 
@@ -160,11 +176,30 @@ func bigOpenBuf() []byte {
 	return make([]byte, 0, openMax)
 }
 
-func (s *segs) push(b []byte, owned bool, apps int32) {
+func (s *segs) push(b []byte, owned bool, meta segMeta) {
 	s.seal()
 	s.list = append(s.list, b)
 	s.owned = append(s.owned, owned)
-	s.apps = append(s.apps, apps)
+	s.meta = append(s.meta, meta)
+}
+
+// opening records the mode of the open segment when its first bytes are
+// about to be appended.
+func (s *segs) opening(binary bool) {
+	if len(s.open) == 0 {
+		s.openMeta.bin = binary
+	}
+}
+
+// keep moves the segments to u, in order, leaving s empty; they are not
+// released (unsent holds them).
+func (s *segs) keep(u *[]unsentSeg) {
+	s.seal()
+	for i, b := range s.list {
+		*u = append(*u, unsentSeg{b: b, meta: s.meta[i]})
+	}
+	clear(s.list)
+	s.list, s.owned, s.meta = s.list[:0], s.owned[:0], s.meta[:0]
 }
 
 // drop releases everything and empties s.
@@ -176,7 +211,7 @@ func (s *segs) drop() {
 		}
 	}
 	clear(s.list)
-	s.list, s.owned, s.apps = s.list[:0], s.owned[:0], s.apps[:0]
+	s.list, s.owned, s.meta = s.list[:0], s.owned[:0], s.meta[:0]
 }
 
 // newSendQueue returns a queue whose write token is out: nothing is
@@ -286,16 +321,17 @@ func (q *sendQueue) add(m *wire.Message, class msgClass, wantToken bool) pushed 
 			size = wire.FrameSize(m) // exact: no room reserved for base64
 		}
 		seg := q.encode(getFrame(size)[:0], m)
-		dst.push(seg, true, app)
+		dst.push(seg, true, segMeta{apps: app, bin: q.binary})
 		n = len(seg)
 	} else {
 		if len(dst.open) > 0 && len(dst.open)+size > openMax {
 			dst.seal()
 			dst.open = bigOpenBuf() // busy: start at full size
 		}
+		dst.opening(q.binary)
 		k := len(dst.open)
 		dst.open = q.encode(dst.openBuf(), m)
-		dst.openApps += app
+		dst.openMeta.apps += app
 		n = len(dst.open) - k
 	}
 	q.addN(n)
@@ -416,10 +452,11 @@ func (q *sendQueue) pushShared(typ string, json, frame []byte, frameErr error) (
 	}
 	q.appsQueued++
 	if len(b) < sharedMin {
+		dst.opening(q.binary)
 		dst.open = append(dst.openBuf(), b...)
-		dst.openApps++
+		dst.openMeta.apps++
 	} else {
-		dst.push(b, false, 1)
+		dst.push(b, false, segMeta{apps: 1, bin: q.binary})
 	}
 	q.addN(len(b))
 	q.count()
@@ -445,6 +482,7 @@ func (q *sendQueue) switchToBinary(barrier bool, tp tokenPolicy) (bool, pushed) 
 	if q.binary || q.aborted || q.closed {
 		return false, pushed{}
 	}
+	q.ready.opening(false)
 	k := len(q.ready.open)
 	q.ready.open = wire.AppendJSONLine(q.ready.openBuf(), &wire.Message{Type: wire.TypeTransition, Data: wire.TransitionData}, q.term)
 	q.addN(len(q.ready.open) - k)
@@ -469,9 +507,9 @@ func (q *sendQueue) release() pushed {
 	q.ready.seal()
 	q.ready.list = append(q.ready.list, q.held.list...)
 	q.ready.owned = append(q.ready.owned, q.held.owned...)
-	q.ready.apps = append(q.ready.apps, q.held.apps...)
+	q.ready.meta = append(q.ready.meta, q.held.meta...)
 	clear(q.held.list)
-	q.held.list, q.held.owned, q.held.apps = q.held.list[:0], q.held.owned[:0], q.held.apps[:0]
+	q.held.list, q.held.owned, q.held.meta = q.held.list[:0], q.held.owned[:0], q.held.meta[:0]
 	r := q.afterAdd(true)
 	q.checkFinished()
 	return r
@@ -516,18 +554,16 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 	q.n -= taken
 	q.over.Store(q.n > q.max)
 	q.flight += taken
-	q.flying = append(q.flying[:0], q.ready.apps[:k]...)
-	q.flyingLen = q.flyingLen[:0]
-	for _, seg := range q.ready.list[:k] {
-		q.flyingLen = append(q.flyingLen, len(seg)) // the write trims the segments as it goes
-	}
+	q.flying = append(q.flying[:0], q.ready.meta[:k]...)
+	q.flyingSegs = append(q.flyingSegs[:0], q.ready.list[:k]...) // the write trims the segments in batch as it goes
 	rest := copy(q.ready.list, q.ready.list[k:])
 	clear(q.ready.list[rest:])
 	q.ready.list = q.ready.list[:rest]
 	copy(q.ready.owned, q.ready.owned[k:])
 	q.ready.owned = q.ready.owned[:rest]
-	copy(q.ready.apps, q.ready.apps[k:])
-	q.ready.apps = q.ready.apps[:rest]
+	copy(q.ready.meta, q.ready.meta[k:])
+	clear(q.ready.meta[rest:])
+	q.ready.meta = q.ready.meta[:rest]
 	if q.waiters > 0 {
 		close(q.space)
 		q.space = make(chan struct{})
@@ -549,14 +585,57 @@ func (q *sendQueue) refuseDirect() {
 func (q *sendQueue) wrotePart(n int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i, size := range q.flyingLen {
-		if i >= len(q.flying) || n < int64(size) {
+	i := 0
+	for ; i < len(q.flying) && i < len(q.flyingSegs); i++ {
+		size := int64(len(q.flyingSegs[i]))
+		if n < size {
 			break
 		}
-		n -= int64(size)
-		q.appsWritten += uint64(q.flying[i])
+		n -= size
+		q.appsWritten += uint64(q.flying[i].apps)
+	}
+	if q.keepUnsent {
+		// What the failed write did not finish goes ahead of what is
+		// still queued (abort adds that): it was taken first.
+		var lost []unsentSeg
+		for j := i; j < len(q.flying) && j < len(q.flyingSegs); j++ {
+			m, seg := q.flying[j], q.flyingSegs[j]
+			if j == i && n > 0 {
+				m = cutMeta(m, seg, int(n))
+			}
+			lost = append(lost, unsentSeg{b: seg, meta: m})
+		}
+		q.unsent = append(lost, q.unsent...)
 	}
 	q.flying = q.flying[:0]
+}
+
+// cutMeta describes the rest of segment seg (meta m) after written bytes.
+func cutMeta(m segMeta, seg []byte, written int) segMeta {
+	if m.cut {
+		if m.orig != nil {
+			m.off += written // a rest cut again: same original
+		}
+		return m
+	}
+	m.cut, m.orig, m.off = true, seg, written
+	return m
+}
+
+// unsentSeg is a segment a dead connection never wrote (in full).
+type unsentSeg struct {
+	b    []byte
+	meta segMeta
+}
+
+// takeUnsent returns, once finished is closed, the segments a queue with
+// keepUnsent never wrote, in order.
+func (q *sendQueue) takeUnsent() []unsentSeg {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	u := q.unsent
+	q.unsent = nil
+	return u
 }
 
 // wrote records that the batch taken last was written in full.
@@ -568,8 +647,8 @@ func (q *sendQueue) wrote() {
 
 // written counts the messages of flying as written; q.mu held.
 func (q *sendQueue) written() {
-	for _, n := range q.flying {
-		q.appsWritten += uint64(n)
+	for _, m := range q.flying {
+		q.appsWritten += uint64(m.apps)
 	}
 	q.flying = q.flying[:0]
 }
@@ -603,7 +682,8 @@ func (q *sendQueue) takeDirect() bool {
 	q.busy = true
 	q.binOut++
 	q.appsQueued++
-	q.flying = append(q.flying[:0], 1) // a batch of one message
+	q.flying = append(q.flying[:0], segMeta{apps: 1, bin: true}) // a batch of one message
+	q.flyingSegs = q.flyingSegs[:0]
 	return true
 }
 
@@ -618,13 +698,28 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	// rest is the tail of the batch taken last (a direct write's, merged
 	// into one segment, is a batch of one): the messages of the segments
 	// before it were written; those ending in rest were not.
-	tail := make([]int32, len(rest))
-	if k, n := len(rest), len(q.flying); k <= n {
+	tail := make([]segMeta, len(rest))
+	if k, n := len(rest), len(q.flying); k > 0 && k <= n {
 		copy(tail, q.flying[n-k:])
+		if n-k < len(q.flyingSegs) {
+			orig := q.flyingSegs[n-k]
+			tail[0] = cutMeta(tail[0], orig, len(orig)-len(rest[0]))
+		} else {
+			tail[0].cut = true // a direct write's copied rest: one message
+		}
 		q.flying = q.flying[:n-k]
 	}
 	q.written()
 	if q.aborted {
+		if q.keepUnsent {
+			// Taken before what abort kept: it goes first.
+			lost := make([]unsentSeg, len(rest))
+			for i, b := range rest {
+				lost[i] = unsentSeg{b: b, meta: tail[i]}
+			}
+			q.unsent = append(lost, q.unsent...)
+			return
+		}
 		for i, b := range rest {
 			if owned[i] {
 				releaseSeg(b)
@@ -644,7 +739,7 @@ func (q *sendQueue) putBack(rest [][]byte, owned []bool, transition bool) {
 	q.over.Store(q.n > q.max)
 	q.ready.list = append(rest, q.ready.list...)
 	q.ready.owned = append(owned, q.ready.owned...)
-	q.ready.apps = append(tail, q.ready.apps...)
+	q.ready.meta = append(tail, q.ready.meta...)
 	if transition {
 		q.stopAt = len(rest)
 	} else if q.stopAt > 0 {
@@ -713,6 +808,10 @@ func (q *sendQueue) abort() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed, q.aborted, q.holding = true, true, false
+	if q.keepUnsent {
+		q.ready.keep(&q.unsent)
+		q.held.keep(&q.unsent)
+	}
 	q.ready.drop()
 	q.held.drop()
 	q.addN(-q.n)

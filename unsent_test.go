@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -50,5 +51,71 @@ func TestSyncUnsentReported(t *testing.T) {
 			t.Fatalf("report: %v", err)
 		}
 		t.Logf("%d-byte lines, %d whole in the pipe: %v", size, whole, err)
+	})
+}
+
+// TestSyncUnsentRequeued: with a reconnect buffer, what the dead
+// connection never wrote goes out on the next one, in order: ten 70 KiB
+// messages to a peer that reads nothing and whose pipe holds 200 KiB; two
+// went whole into the pipe (gone with the peer: the at-most-once window),
+// the third in part (lost and reported), and the other seven reach the
+// server the client reconnects to.
+func TestSyncUnsentRequeued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newMemListener()
+		srv := NewServer(ServerOptions{ConnOptions: fastOpts()})
+		got := make(chan int, 16)
+		srv.Handle("T", func(ctx context.Context, m *Message) error {
+			var v struct{ I int }
+			if err := m.Decode(&v); err != nil {
+				return err
+			}
+			got <- v.I
+			return nil
+		})
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(l) }()
+		defer func() {
+			srv.Close()
+			<-served
+		}()
+		var hole net.Conn // the first peer: it reads nothing
+		dials := 0
+		errs := make(chan error, 4)
+		co := ClientOptions{ConnOptions: fastOpts(), AutoReconnect: true, ReconnectInterval: 10 * time.Millisecond, ReconnectBufferSize: 4 << 20,
+			OnError: func(_ *Client, err error) { errs <- err },
+			Dial: func(context.Context, string, string) (net.Conn, error) {
+				if dials++; dials == 1 {
+					c, s := memPipe(200 << 10)
+					hole = s
+					return c, nil
+				}
+				return l.dial(), nil
+			}}
+		c := NewClient(co)
+		defer c.Close()
+		ctx := context.Background()
+		noErr(t, c.Connect(ctx))
+		pad := strings.Repeat("x", 70<<10)
+		for i := range 10 {
+			noErr(t, c.Send(ctx, Named{Type: "T", Data: map[string]any{"i": i, "pad": pad}}))
+		}
+		time.Sleep(time.Second) // every write that can go has gone
+		synctest.Wait()
+		hole.Close()
+		for want := 3; want < 10; want++ {
+			equal(t, "requeued message", recv(t, got, "a requeued message"), want)
+		}
+		err := recv(t, errs, "the report of the lost one")
+		if !strings.Contains(err.Error(), "1 message(s) accepted for sending were lost") {
+			t.Fatalf("report: %v", err)
+		}
+		synctest.Wait()
+		equal(t, "unsent", c.Stats().Unsent, uint64(1))
+		select {
+		case i := <-got:
+			t.Fatalf("message %d arrived too", i)
+		default:
+		}
 	})
 }
