@@ -2,6 +2,7 @@ package sockhop
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -117,5 +118,46 @@ func TestSyncUnsentRequeued(t *testing.T) {
 			t.Fatalf("message %d arrived too", i)
 		default:
 		}
+	})
+}
+
+// TestSyncNode2UnsentRequeued: the same towards emulated Node 2.1.0
+// servers: the first reads nothing and dies; the requeued messages reach
+// the second after its handshake and the proof of the switch, none lost
+// to its receiver (PROTOCOL.md 14.1).
+func TestSyncNode2UnsentRequeued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dead := newMemNode(t, nodepeer.Options{Hold: make(chan struct{})})
+		dead.size = 200 << 10
+		live := newMemNode(t, nodepeer.Options{})
+		dials := 0
+		co := ClientOptions{ConnOptions: fastOpts(), AutoReconnect: true, ReconnectInterval: 10 * time.Millisecond, ReconnectBufferSize: 4 << 20,
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if dials++; dials == 1 {
+					return dead.dial(ctx, network, addr)
+				}
+				return live.dial(ctx, network, addr)
+			}}
+		c := NewClient(co)
+		defer c.Close()
+		ctx := context.Background()
+		noErr(t, c.Connect(ctx))
+		first := <-dead.peers
+		pad := strings.Repeat("x", 70<<10)
+		for i := range 10 {
+			noErr(t, c.Send(ctx, Named{Type: "T", Data: map[string]any{"i": i, "pad": pad}}))
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		first.Close()
+		p := <-live.peers
+		msgs, err := p.WaitMessages(7, 10*time.Second)
+		noErr(t, err)
+		for k, m := range msgs {
+			var v struct{ I int }
+			noErr(t, json.Unmarshal(m.Data, &v))
+			equal(t, "requeued message", v.I, k+3)
+		}
+		equal(t, "corrupted at the Node receiver", p.Corrupted(), 0)
 	})
 }
