@@ -100,6 +100,9 @@ func TestSessionSendRequestEncoded(t *testing.T) {
 			c.Handle("Frame", func(ctx context.Context, m *Message) error { got <- m; return nil })
 			eventually(t, "session", func() bool { return len(srv.Sessions()) == 1 })
 			sess := srv.Sessions()[0]
+			// The session's handshake ends when the client's reply reaches
+			// it, which may be after the client's Start returned.
+			eventually(t, "the session's handshake", func() bool { return sess.State().HandshakeDone })
 			ctx := testCtx(t)
 
 			e, err := NewEncoded("Widget", []byte(`{"id":1,"tags":["a"]}`), false)
