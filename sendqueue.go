@@ -576,7 +576,7 @@ func (q *sendQueue) take(batch, owned [][]byte) (_, _ [][]byte, transition bool)
 func (q *sendQueue) refuseDirect() {
 	q.mu.Lock()
 	q.appsQueued--
-	q.flying = q.flying[:0]
+	q.endBatch()
 	q.mu.Unlock()
 }
 
@@ -607,7 +607,7 @@ func (q *sendQueue) wrotePart(n int64) {
 		}
 		q.unsent = append(lost, q.unsent...)
 	}
-	q.flying = q.flying[:0]
+	q.endBatch()
 }
 
 // cutMeta describes the rest of segment seg (meta m) after written bytes.
@@ -645,12 +645,22 @@ func (q *sendQueue) wrote() {
 	q.mu.Unlock()
 }
 
-// written counts the messages of flying as written; q.mu held.
+// written counts the messages of flying as written and ends the batch;
+// q.mu held.
 func (q *sendQueue) written() {
 	for _, m := range q.flying {
 		q.appsWritten += uint64(m.apps)
 	}
+	q.endBatch()
+}
+
+// endBatch forgets the batch taken last: its segments must not stay
+// reachable from here once written (a large one would outlive its use).
+func (q *sendQueue) endBatch() {
+	clear(q.flying)
 	q.flying = q.flying[:0]
+	clear(q.flyingSegs)
+	q.flyingSegs = q.flyingSegs[:0]
 }
 
 // unsentApps returns how many application messages were queued but never
